@@ -1,0 +1,197 @@
+"""Suite configuration: pydantic models loaded from YAML.
+
+Every model forbids unknown fields, so a typo is an error that names the file and the dotted field,
+never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+from harness.models.base import GenerationParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ModelSpecBase(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    """Name the model is stored and shown under (letters, digits, . _ : / -)."""
+    model: str
+    """Catalog name (see `harness models`), a local HF folder, or a hub id (online only)."""
+    adapter: str | None = None
+    """Optional LoRA adapter folder (peft format) applied on top of `model`."""
+    chat_template: str | None = None
+    """Jinja chat template file overriding the tokenizer's own."""
+
+
+class HFModelSpec(_ModelSpecBase):
+    """A model run in this process with transformers on CPU."""
+
+    backend: Literal["hf"] = "hf"
+    """In-process transformers."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype; float32 is fastest on CPUs without bf16 units."""
+    batch_size: int = Field(16, ge=1)
+    """Conversations generated together (left padding)."""
+    threads: int | None = Field(None, ge=1)
+    """torch intra-op threads; unset keeps torch's default."""
+
+
+class OpenAIModelSpec(_ModelSpecBase):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, transformers serve, ...)."""
+
+    backend: Literal["openai"] = "openai"
+    """Requests go through the `openai` client."""
+    base_url: str | list[str]
+    """Endpoint URL ending in /v1, or a list of replicas that requests are spread over."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (the key itself is never stored)."""
+    revision: str = ""
+    """Free text that changes the fingerprint when the served weights change behind the same name."""
+    max_concurrency: int = Field(16, ge=1)
+    """Requests in flight at once (over all replicas)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Per-request timeout."""
+    max_retries: int = Field(5, ge=0)
+    """Retries on 429/5xx/timeouts/malformed replies, with jittered exponential backoff."""
+
+
+class VLLMModelSpec(_ModelSpecBase):
+    """A vLLM server the harness starts, supervises and stops itself."""
+
+    backend: Literal["vllm"] = "vllm"
+    """`python -m vllm.entrypoints.openai.api_server` on a free 127.0.0.1 port."""
+    dtype: str = "float32"
+    """--dtype; float32 on CPU (bf16 is slower there and changes greedy output)."""
+    max_model_len: int = Field(2048, ge=128)
+    """--max-model-len."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """--tensor-parallel-size."""
+    data_parallel_size: int = Field(1, ge=1)
+    """--data-parallel-size."""
+    kv_cache_gib: int = Field(2, ge=1)
+    """VLLM_CPU_KVCACHE_SPACE on CPU builds (else vLLM reserves most of RAM)."""
+    optimization_level: int = Field(0, ge=0, le=3)
+    """vLLM -O level. 0 skips compilation: CPU start-up ~40 s instead of ~225 s, ~10% less throughput."""
+    extra_args: list[str] = []
+    """More `vllm serve` arguments, passed through as they are."""
+    startup_timeout_s: float = Field(600.0, gt=0)
+    """How long to wait for GET /v1/models before giving up."""
+    max_concurrency: int = Field(16, ge=1)
+    """Requests in flight at once."""
+    timeout_s: float = Field(300.0, gt=0)
+    """Per-request timeout."""
+    max_retries: int = Field(3, ge=0)
+    """Retries per request."""
+
+
+ModelSpec = Annotated[
+    Union[HFModelSpec, OpenAIModelSpec, VLLMModelSpec], Field(discriminator="backend")
+]
+
+
+class SetSpec(_Strict):
+    """One open-set benchmark in a suite."""
+
+    name: str
+    """Built-in set name (see `harness sets`) or the name to store a file-based set under."""
+    path: str | None = None
+    """Question file (JSONL); relative paths resolve against the suite file's folder."""
+    format: Literal["jsonl", "mt_bench", "alpaca_eval"] = "jsonl"
+    """jsonl: {id, category, turns, references?}; mt_bench: question.jsonl; alpaca_eval: {instruction}."""
+    references: str | None = None
+    """MT-Bench-style reference answer file (question_id, choices[0].turns)."""
+    limit: int | None = Field(None, ge=1)
+    """Use only the first N questions."""
+    categories: list[str] | None = None
+    """Keep only these categories."""
+
+
+class GenerationConfig(_Strict):
+    """Generation parameters: one default, overridable per question category."""
+
+    default: GenerationParams = GenerationParams()
+    """Used for every category without an override."""
+    per_category: dict[str, GenerationParams] = {}
+    """Category name -> parameters (e.g. longer answers for coding)."""
+
+    def for_category(self, category: str) -> GenerationParams:
+        return self.per_category.get(category, self.default)
+
+
+class Suite(_Strict):
+    """An evaluation suite: which models answer which benchmarks, and how."""
+
+    name: str
+    """Suite name, stored with every run."""
+    models: list[ModelSpec] = Field(min_length=1)
+    """Candidate models."""
+    sets: list[SetSpec] = Field(min_length=1)
+    """Open-set benchmarks every model answers."""
+    generation: GenerationConfig = GenerationConfig()
+    """Sampling settings."""
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, models: list) -> list:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
+        return models
+
+
+BUILTIN_SUITES = Path(__file__).parent / "suites"
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a built-in suite (e.g. `quickstart`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    builtin = BUILTIN_SUITES / f"{name_or_path}.yaml"
+    if builtin.is_file():
+        return builtin
+    known = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such file or built-in suite (built-in: {known})")
+
+
+def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:
+    """Parse and validate a suite; returns it with the folder relative paths resolve against."""
+    path = resolve_suite_path(str(name_or_path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: fix the syntax ({exc.__class__.__name__})")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'name', 'models', 'sets' at the top level")
+    try:
+        return Suite.model_validate(raw), path.parent
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> str:
+    """First error as one line: file, dotted field, what is wrong, how to fix it."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("hf", "openai", "vllm"))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        fix = "remove it or fix its spelling"
+    elif kind == "missing":
+        fix = "add it"
+    elif kind == "union_tag_invalid":
+        fix = "use backend: hf, openai or vllm"
+    else:
+        fix = f"got {err.get('input')!r}"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}: {loc or '<top>'}: {err['msg']}: {fix}{more}"

@@ -1,0 +1,157 @@
+"""In-process transformers backend for small models on CPU: batched, left-padded, chat-templated.
+
+The model loads on the first `generate` call, so building a backend (to read its fingerprint, say)
+costs no memory and a fully cached rerun never loads weights at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.config import HFModelSpec
+from harness.errors import ConfigError, MissingExtraError
+from harness.models.base import Completion, Conversation, GenerationParams, stable_hash
+from harness.models.catalog import resolve_model_path, weights_identity
+
+
+def read_chat_template(folder: Path, override: str | None = None) -> str:
+    """The chat template a backend will use: the override file, else the folder's own."""
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ConfigError(f"chat_template: {path} does not exist: give a path to a Jinja file")
+        return path.read_text()
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text()).get("chat_template")
+        if isinstance(template, str):
+            return template
+    return ""
+
+
+def model_fingerprint(kind: str, folder: Path, adapter: str | None, template: str, **settings) -> str:
+    """Shared by the hf and vllm backends: weights + adapter + template + output-changing settings."""
+    adapter_id = weights_identity(Path(adapter)) if adapter else None
+    return stable_hash(
+        {
+            "kind": kind,
+            "weights": weights_identity(folder),
+            "adapter": adapter_id,
+            "template": stable_hash(template),
+            **settings,
+        }
+    )
+
+
+class HFBackend:
+    """transformers `generate` on CPU, many conversations per forward pass."""
+
+    def __init__(self, spec: HFModelSpec):
+        self.spec = spec
+        self.path = resolve_model_path(spec.model)
+        self.template = read_chat_template(self.path, spec.chat_template)
+        self.chunk_size = spec.batch_size  # conversations the runner hands over (and stores) at once
+        self._model = None
+        self._tokenizer = None
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(
+            "hf", self.path, self.spec.adapter, self.template, dtype=self.spec.dtype
+        )
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise MissingExtraError("hf", "transformers/torch") from None
+        if self.spec.threads:
+            torch.set_num_threads(self.spec.threads)
+        tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+        if self.template:
+            tokenizer.chat_template = self.template
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.spec.dtype))
+        if self.spec.adapter:
+            try:
+                from peft import PeftModel
+            except ImportError:
+                raise MissingExtraError("train", "peft") from None
+            model = PeftModel.from_pretrained(model, self.spec.adapter)
+        model.eval()
+        self._model, self._tokenizer = model, tokenizer
+
+    def _encode_texts(self, conversations: list[Conversation]) -> list[str]:
+        return [
+            self._tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in conv],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for conv in conversations
+        ]
+
+    def generate(self, conversations: list[Conversation], params: GenerationParams) -> list[Completion]:
+        self._load()
+        texts = self._encode_texts(conversations)
+        # Similar lengths in one batch waste less compute on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[Completion | None] = [None] * len(texts)
+        size = self.spec.batch_size
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            for i, completion in zip(batch, self._generate_batch([texts[i] for i in batch], params)):
+                results[i] = completion
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, texts: list[str], params: GenerationParams) -> list[Completion]:
+        import torch
+
+        tok, model = self._tokenizer, self._model
+        # Templates that already start with BOS (Gemma's) must not get a second one.
+        has_bos = bool(tok.bos_token) and texts[0].startswith(tok.bos_token)
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
+        eos_ids = model.generation_config.eos_token_id
+        eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id)
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        latency = time.perf_counter() - started
+        prompt_len = enc["input_ids"].shape[1]
+        completions = []
+        for row, mask in zip(out[:, prompt_len:].tolist(), enc["attention_mask"].tolist()):
+            n = next((k + 1 for k, t in enumerate(row) if t in eos_ids), len(row))
+            hit_eos = n <= len(row) and row[n - 1] in eos_ids
+            text = tok.decode(row[: n - 1] if hit_eos else row[:n], skip_special_tokens=True)
+            for s in params.stop:  # generate stops *after* a stop string; drop it like OpenAI does
+                text = text.split(s)[0]
+            completions.append(
+                Completion(
+                    text=text.strip(),
+                    prompt_tokens=int(sum(mask)),
+                    completion_tokens=n,
+                    finish_reason="stop" if hit_eos or n < params.max_new_tokens else "length",
+                    latency_s=latency,
+                )
+            )
+        return completions
+
+    def close(self) -> None:
+        self._model = self._tokenizer = None

@@ -1,0 +1,228 @@
+"""Run a suite: plan what is missing from the store, generate only that, store every chunk.
+
+Each answer's key is a hash of (model fingerprint, sampling params, conversation so far). Turn n's
+conversation holds the model's own stored answers to turns < n, so a finished suite plans nothing,
+and a run killed at any point resumes where its last committed chunk ended.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import harness
+from harness.config import Suite
+from harness.errors import BackendError
+from harness.models.base import (
+    Conversation,
+    GenerationParams,
+    Message,
+    ModelBackend,
+    create_backend,
+    stable_hash,
+)
+from harness.sets import Question, load_set
+from harness.store import Store
+from harness.store import queries as q
+
+
+class Progress(Protocol):
+    """How the runner reports progress; the CLI renders it with rich, tests pass nothing."""
+
+    def start(self, label: str, total: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _Silent:
+    def start(self, label: str, total: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ModelStats:
+    name: str
+    fingerprint: str = ""
+    planned: int = 0
+    cached: int = 0
+    generated: int = 0
+    failed: int = 0
+    completion_tokens: int = 0
+    generate_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.generate_s if self.generate_s else 0.0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    suite_name: str
+    db_path: Path
+    models: list[ModelStats] = field(default_factory=list)
+    wall_s: float = 0.0
+    status: str = "running"
+
+    def totals(self) -> dict[str, int]:
+        keys = ("planned", "cached", "generated", "failed")
+        return {k: sum(getattr(m, k) for m in self.models) for k in keys}
+
+
+@dataclass
+class _Pending:
+    question: Question
+    turn: int
+    conversation: Conversation
+    params: GenerationParams
+    answer_id: str
+
+
+def answer_key(fingerprint: str, params: GenerationParams, conversation: Conversation) -> str:
+    return stable_hash(
+        {"model": fingerprint, "params": params.key(), "conversation": [(m.role, m.content) for m in conversation]}
+    )
+
+
+def load_questions(suite: Suite, base_dir: Path) -> list[Question]:
+    return [question for spec in suite.sets for question in load_set(spec, base_dir)]
+
+
+def run_suite(
+    suite: Suite,
+    store: Store,
+    base_dir: Path = Path("."),
+    progress: Progress | None = None,
+    backends: dict[str, ModelBackend] | None = None,
+) -> RunSummary:
+    """Generate every missing answer of every model in `suite` and store it.
+
+    `backends` maps model names to ready backends (tests, the vLLM fixture); others are created
+    from their specs and closed at the end.
+    """
+    progress = progress or _Silent()
+    questions = load_questions(suite, base_dir)  # bad data fails here, before any model loads
+    run_id = uuid.uuid4().hex[:12]
+    summary = RunSummary(run_id=run_id, suite_name=suite.name, db_path=store.path)
+    started = time.perf_counter()
+    with store.write() as con:
+        q.mark_dead_runs_interrupted(con)
+        q.upsert_questions(con, questions)
+        q.start_run(con, run_id, suite.name, suite.model_dump_json(), harness.__version__, _git_sha())
+    status, error = "failed", None
+    try:
+        for spec in suite.models:
+            given = (backends or {}).get(spec.name)
+            backend = given or create_backend(spec)
+            try:
+                stats = _run_model(spec, backend, suite, questions, store, run_id, progress)
+            finally:
+                if given is None:
+                    backend.close()
+            summary.models.append(stats)
+        status = "finished"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "KeyboardInterrupt"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.stop()
+        summary.wall_s = time.perf_counter() - started
+        summary.status = status
+        with store.write() as con:
+            q.finish_run(con, run_id, status, summary.totals(), summary.wall_s, error)
+    return summary
+
+
+def _run_model(spec, backend, suite, questions, store, run_id, progress) -> ModelStats:
+    fingerprint = backend.fingerprint()
+    stats = ModelStats(name=spec.name, fingerprint=fingerprint)
+    with store.write() as con:
+        q.upsert_model(con, spec.name, fingerprint, spec.backend, spec.model, spec.model_dump_json())
+    # Turn-1 answers of every question first, then turn 2 (which needs them), and so on.
+    history: dict[tuple[str, str], list[str]] = {}  # (set, question) -> this model's answers so far
+    max_turns = max(len(question.turns) for question in questions)
+    for turn in range(1, max_turns + 1):
+        pending = _plan_turn(questions, turn, history, fingerprint, suite)
+        with store.read() as con:
+            cached = q.answer_texts(con, [p.answer_id for p in pending])
+        todo = [p for p in pending if p.answer_id not in cached]
+        for p in pending:
+            if p.answer_id in cached:
+                history[(p.question.set_name, p.question.question_id)].append(cached[p.answer_id])
+        stats.planned += len(pending)
+        stats.cached += len(pending) - len(todo)
+        if todo:
+            progress.start(f"{spec.name} turn {turn}", len(todo))
+            _generate(backend, todo, fingerprint, run_id, store, stats, history, progress)
+    return stats
+
+
+def _plan_turn(questions, turn, history, fingerprint, suite) -> list[_Pending]:
+    pending = []
+    for question in questions:
+        key = (question.set_name, question.question_id)
+        previous = history.setdefault(key, [])
+        if len(question.turns) < turn or len(previous) != turn - 1:
+            continue  # no such turn, or an earlier turn failed: it will be retried next run
+        messages: list[Message] = []
+        for user, answer in zip(question.turns, previous):
+            messages += [Message("user", user), Message("assistant", answer)]
+        messages.append(Message("user", question.turns[turn - 1]))
+        conversation = tuple(messages)
+        params = suite.generation.for_category(question.category)
+        answer_id = answer_key(fingerprint, params, conversation)
+        pending.append(_Pending(question, turn, conversation, params, answer_id))
+    return pending
+
+
+def _generate(backend, todo, fingerprint, run_id, store, stats, history, progress) -> None:
+    chunk_size = getattr(backend, "chunk_size", 16)
+    by_params: dict[GenerationParams, list[_Pending]] = {}
+    # Similar lengths in one chunk: less padding in batched backends, fewer stragglers in others.
+    for p in sorted(todo, key=lambda p: sum(len(m.content) for m in p.conversation)):
+        by_params.setdefault(p.params, []).append(p)
+    for params, group in by_params.items():
+        params_json = params.model_dump_json()
+        for start in range(0, len(group), chunk_size):
+            chunk = group[start : start + chunk_size]
+            began = time.perf_counter()
+            completions = backend.generate([p.conversation for p in chunk], params)
+            stats.generate_s += time.perf_counter() - began
+            if all(not c.ok for c in completions):
+                raise BackendError(
+                    f"model '{stats.name}': all {len(chunk)} requests of a chunk failed: {completions[0].error}"
+                )
+            answers, failures = [], []
+            for p, c in zip(chunk, completions):
+                where = (p.question.set_name, p.question.question_id, p.turn)
+                if c.ok:
+                    answers.append((p.answer_id, fingerprint, *where, c.text, c.prompt_tokens,
+                                    c.completion_tokens, c.finish_reason, c.latency_s, params_json, run_id))
+                    history[where[:2]].append(c.text)
+                    stats.completion_tokens += c.completion_tokens
+                else:
+                    failures.append((run_id, fingerprint, *where, c.error))
+            with store.write() as con:  # one short transaction per chunk: the resume point
+                q.insert_answers(con, answers)
+                q.insert_failures(con, failures)
+            stats.generated += len(answers)
+            stats.failed += len(failures)
+            progress.advance(len(chunk))
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,174 @@
+"""Every SQL statement outside the migrations: small functions over a connection or a Store.
+
+The CLI, the runner and (later) the app read and write only through these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Iterable
+
+import duckdb
+
+from harness.models.base import stable_hash
+from harness.sets import Question
+from harness.store import Store
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# --- writes ---------------------------------------------------------------------------------------
+def upsert_questions(con: duckdb.DuckDBPyConnection, questions: Iterable[Question]) -> None:
+    rows = [
+        (q.set_name, q.question_id, q.category, list(q.turns), list(q.references), list(q.tags),
+         stable_hash([q.category, q.turns, q.references]))
+        for q in questions
+    ]
+    con.executemany(
+        "INSERT INTO questions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (set_name, question_id) DO UPDATE"
+        " SET category = excluded.category, turns = excluded.turns,"
+        " reference_answers = excluded.reference_answers, tags = excluded.tags,"
+        " content_hash = excluded.content_hash",
+        rows,
+    )
+
+
+def upsert_model(con, name: str, fingerprint: str, backend: str, source: str, spec_json: str) -> None:
+    con.execute(
+        "INSERT INTO models (name, fingerprint, backend, source, spec_json, last_used)"
+        " VALUES (?, ?, ?, ?, ?, now())"
+        " ON CONFLICT (name, fingerprint) DO UPDATE SET last_used = excluded.last_used,"
+        " spec_json = excluded.spec_json",
+        [name, fingerprint, backend, source, spec_json],
+    )
+
+
+def start_run(con, run_id: str, suite_name: str, config_json: str, version: str, git_sha: str | None):
+    con.execute(
+        "INSERT INTO runs (run_id, suite_name, config_json, harness_version, git_sha, host, pid,"
+        " status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+        [run_id, suite_name, config_json, version, git_sha, socket.gethostname(), os.getpid(), now()],
+    )
+
+
+def mark_dead_runs_interrupted(con) -> int:
+    """Runs left 'running' by a process on this host that no longer exists (kill -9, power loss)."""
+    rows = con.execute(
+        "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()]
+    ).fetchall()
+    dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+    for run_id in dead:
+        con.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [run_id])
+    return len(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finish_run(con, run_id: str, status: str, counts: dict, wall_s: float, error: str | None = None):
+    con.execute(
+        "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, n_planned = ?, n_cached = ?,"
+        " n_generated = ?, n_failed = ?, error = ? WHERE run_id = ?",
+        [status, now(), wall_s, counts["planned"], counts["cached"], counts["generated"],
+         counts["failed"], error, run_id],
+    )
+
+
+def insert_answers(con, rows: list[tuple]) -> None:
+    """rows: (answer_id, fingerprint, set, question, turn, text, prompt_tokens, completion_tokens,
+    finish_reason, latency_s, params_json, run_id). A key already present is left as it is."""
+    if not rows:
+        return
+    con.executemany(
+        "INSERT INTO answers (answer_id, model_fingerprint, set_name, question_id, turn, text,"
+        " prompt_tokens, completion_tokens, finish_reason, latency_s, params_json, run_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING",
+        rows,
+    )
+
+
+def insert_failures(con, rows: list[tuple]) -> None:
+    """rows: (run_id, fingerprint, set, question, turn, error)."""
+    if not rows:
+        return
+    con.executemany(
+        "INSERT INTO generation_failures (run_id, model_fingerprint, set_name, question_id, turn, error)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+# --- reads ----------------------------------------------------------------------------------------
+def answer_texts(con, answer_ids: list[str]) -> dict[str, str]:
+    if not answer_ids:
+        return {}
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (answer_id VARCHAR)")
+    con.execute("DELETE FROM wanted")
+    con.executemany("INSERT INTO wanted VALUES (?)", [(a,) for a in answer_ids])
+    rows = con.execute(
+        "SELECT a.answer_id, a.text FROM answers a JOIN wanted USING (answer_id)"
+    ).fetchall()
+    return dict(rows)
+
+
+def current_fingerprint(con, model_name: str) -> str | None:
+    row = con.execute(
+        "SELECT fingerprint FROM models WHERE name = ? ORDER BY last_used DESC LIMIT 1", [model_name]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def answers_for(store: Store, model_name: str, set_name: str | None = None) -> list[dict]:
+    """The latest fingerprint's answers of a model, one dict per (question, turn)."""
+    with store.read() as con:
+        fingerprint = current_fingerprint(con, model_name)
+        if fingerprint is None:
+            return []
+        sql = (
+            "SELECT a.set_name, a.question_id, q.category, a.turn, q.turns[a.turn] AS prompt, a.text,"
+            " a.completion_tokens, a.finish_reason, a.latency_s, a.created_at"
+            " FROM answers a LEFT JOIN questions q USING (set_name, question_id)"
+            " WHERE a.model_fingerprint = ?" + (" AND a.set_name = ?" if set_name else "") +
+            " ORDER BY a.set_name, a.question_id, a.turn, a.created_at"
+        )
+        cur = con.execute(sql, [fingerprint] + ([set_name] if set_name else []))
+        columns = [d[0] for d in cur.description]
+        return [dict(zip(columns, row)) for row in cur.fetchall()]
+
+
+def table_counts(store: Store) -> dict[str, int]:
+    with store.read() as con:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def recent_runs(store: Store, limit: int = 10) -> list[dict]:
+    with store.read() as con:
+        cur = con.execute(
+            "SELECT run_id, suite_name, status, started_at, wall_s, n_planned, n_cached, n_generated,"
+            " n_failed FROM runs ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        )
+        columns = [d[0] for d in cur.description]
+        return [dict(zip(columns, row)) for row in cur.fetchall()]
+
+
+def schema_version(store: Store) -> int:
+    with store.read() as con:
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,0 +1,1 @@
+"""judges: filled in by later issues."""
