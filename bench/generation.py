@@ -125,8 +125,11 @@ def bench_vllm(prompts: list[str], args) -> dict[str, list[float]]:
 
 # --- hf phase -------------------------------------------------------------------------------------
 def bench_hf(prompts: list[str], args) -> dict[str, float]:
+    from transformers.utils import logging as hf_logging
+
     from harness.models.hf import HFBackend
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with the results
     convs = [(Message("user", p),) for p in prompts[:HF_PROMPTS]]
     params = GenerationParams(max_new_tokens=args.max_tokens, temperature=0.0)
     rates = {}
@@ -144,7 +147,7 @@ def bench_hf(prompts: list[str], args) -> dict[str, float]:
     return rates
 
 
-def summary(vllm: dict[str, list[float]], hf: dict[str, float], args) -> None:
+def summary(vllm: dict[str, list[float]], hf: dict[str, float], args, elapsed: float) -> None:
     base, harn = statistics.median(vllm["baseline"]), statistics.median(vllm["harness"])
     ratio, hf_ratio = harn / base, hf["batched"] / hf["unbatched"]
     verdict = "met" if ratio >= GOAL else "NOT met"
@@ -157,11 +160,13 @@ def summary(vllm: dict[str, list[float]], hf: dict[str, float], args) -> None:
     print(f"   {'hf':<6} {f'HFBackend batch_size={HF_PROMPTS}':<38} {hf['batched']:8.1f}  "
           f"{hf_ratio:.2f}x batched/unbatched")
     print(f"   (vLLM: median of {args.repeats} runs each, {args.n} prompts, concurrency "
-          f"{args.concurrency}; hf: one run each, {HF_PROMPTS} prompts; max_new_tokens {args.max_tokens})")
+          f"{args.concurrency}; hf: one run each, {HF_PROMPTS} prompts; max_new_tokens {args.max_tokens};"
+          f" total {elapsed:.0f} s)")
 
 
 def main() -> None:
     args = parse_args()
+    started = time.perf_counter()
     import torch
 
     if args.threads:
@@ -174,7 +179,7 @@ def main() -> None:
     vllm = bench_vllm(prompts, args)
     header("phase 2: hf in-process, batched vs unbatched (vLLM server stopped)")
     hf = bench_hf(prompts, args)
-    summary(vllm, hf, args)
+    summary(vllm, hf, args, time.perf_counter() - started)
 
 
 if __name__ == "__main__":
