@@ -6,6 +6,7 @@ User errors (HarnessError) print as one line and exit 2; anything else keeps its
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -155,12 +156,20 @@ def db_info(db: Path = DbOption) -> None:
         console.print(table)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same cleanup path as Ctrl-C (servers stopped, run marked)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except HarnessError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: answers stored so far are kept; run again to resume")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

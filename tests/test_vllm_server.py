@@ -4,16 +4,13 @@ and the runner behind a proxy that breaks ~20% of replies."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 
 import pytest
 
 from harness.config import OpenAIModelSpec, SetSpec, Suite, VLLMModelSpec
-from harness.errors import BackendError
 from harness.models.base import GenerationParams, Message
 from harness.models.openai_backend import OpenAIBackend
-from harness.models.vllm import VLLMBackend, VLLMServer
+from harness.models.vllm import VLLMBackend
 from harness.runner import run_suite
 from harness.store import Store
 from harness.store.queries import answers_for
@@ -30,35 +27,6 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-# These two start servers of their own: they come first, before the module's shared server is up.
-def test_server_that_cannot_start_fails_fast_with_its_log(tmp_path):
-    broken = tmp_path / "broken-model"
-    broken.mkdir()
-    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    server = VLLMServer(broken, "broken", VLLMModelSpec(name="broken", model=str(broken), startup_timeout_s=240),
-                        log_dir=tmp_path)
-    started = time.monotonic()
-    with pytest.raises(BackendError, match="exited with code") as err:
-        server.start()
-    assert time.monotonic() - started < 240
-    assert str(server.log_path) in str(err.value) and server.log_path.is_file()
-    assert server.process is None
-
-
-def test_vllm_spec_in_a_suite_starts_and_stops_its_server(tmp_path, smollm2_path):
-    """The full lifecycle through the runner: start on demand, generate, always stop."""
-    spec = VLLMModelSpec(name="smollm2-vllm", model=str(smollm2_path), kv_cache_gib=1)
-    suite = Suite(name="v", models=[spec], sets=[SetSpec(name="quickstart", categories=["math"], limit=2)],
-                  generation={"default": {"max_new_tokens": 16}})
-    store = Store(tmp_path / "h.duckdb")
-    summary = run_suite(suite, store)
-    assert summary.totals()["generated"] >= 2 and summary.totals()["failed"] == 0
-    leftovers = subprocess.run(["pgrep", "-f", f"served-model-name {spec.name} "], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "the runner must stop the server it started"
-    again = run_suite(suite, store)  # cached: must not even start a server
-    assert again.totals()["generated"] == 0 and again.models[0].generate_s == 0.0
 
 
 @pytest.fixture(scope="module")
