@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.models.base import GenerationParams
@@ -128,6 +128,55 @@ class GenerationConfig(_Strict):
         return self.per_category.get(category, self.default)
 
 
+class JudgeSpec(_Strict):
+    """A judge: a model (any backend) plus a prompt style and what it judges."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    """Name the judge's verdicts are stored under."""
+    model: ModelSpec
+    """The judge's own model: GPT-4 via openai, a vLLM-served model, or an in-process one."""
+    style: Literal["prompt", "pandalm"] = "prompt"
+    """prompt: this team's prompts with tagged verdict lines; pandalm: PandaLM's layout, '1/2/Tie' first line."""
+    kind: Literal["pairwise", "single"] = "pairwise"
+    """pairwise A/B/tie (judged in both orders) or single 1-10 grading."""
+    dimensions: list[str] = ["accuracy", "helpfulness", "language"]
+    """Pairwise dimensions, each with its own verdict."""
+    dimension_mode: Literal["joint", "per_dimension"] = "joint"
+    """joint: one call returns every dimension; per_dimension: one call each."""
+    chain_of_thought: bool = True
+    """Ask for a short explanation before the verdict lines."""
+    max_new_tokens: int = Field(512, ge=8)
+    """Judge output budget per call."""
+    max_parse_retries: int = Field(2, ge=0)
+    """Fresh samples (temperature 0.7) drawn for an unparseable output before storing it as unparsed."""
+
+
+class PairsSpec(_Strict):
+    """Which model pairs pairwise judges compare."""
+
+    mode: Literal["all", "baseline", "sample"] = "all"
+    """all pairs; each model against `baseline` (AlpacaEval-style); or a random `budget` of battles."""
+    baseline: str | None = None
+    """Model name every other model is compared with (mode: baseline)."""
+    budget: int | None = Field(None, ge=1)
+    """Number of (question, turn, pair) battles to sample (mode: sample)."""
+    seed: int = 0
+    """Seed for sampling."""
+
+
+class RatingSpec(_Strict):
+    """How verdicts become ratings."""
+
+    merge: Literal["inconsistent_tie", "drop", "half"] = "inconsistent_tie"
+    """Both orders disagree: count a tie, drop the battle, or keep both as half-weight battles."""
+    bootstrap_rounds: int = Field(1000, ge=10)
+    """Bootstrap resamples for confidence intervals."""
+    level: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the intervals."""
+    seed: int = 0
+    """Bootstrap seed."""
+
+
 class Suite(_Strict):
     """An evaluation suite: which models answer which benchmarks, and how."""
 
@@ -139,6 +188,21 @@ class Suite(_Strict):
     """Open-set benchmarks every model answers."""
     generation: GenerationConfig = GenerationConfig()
     """Sampling settings."""
+    judges: list[JudgeSpec] = []
+    """Judges that score the answers (none: generation only)."""
+    pairs: PairsSpec = PairsSpec()
+    """Pair scheduling for pairwise judges."""
+    ratings: RatingSpec = RatingSpec()
+    """Merge policy and bootstrap settings."""
+
+    @model_validator(mode="after")
+    def _baseline_is_a_model(self) -> "Suite":
+        names = {m.name for m in self.models}
+        if self.pairs.mode == "baseline" and self.pairs.baseline not in names:
+            raise ValueError(f"pairs.baseline must be one of the suite's models ({', '.join(sorted(names))})")
+        if self.pairs.mode == "sample" and not self.pairs.budget:
+            raise ValueError("pairs.budget is required with pairs.mode: sample")
+        return self
 
     @field_validator("models")
     @classmethod

@@ -226,3 +226,22 @@ def _git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def stored_conversations(store: Store, suite: Suite, fingerprint: str, questions: list[Question]
+                         ) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(set, question) -> [(answer_id, text) per turn] for the answers this suite's settings
+    produce, found by walking the same keys the runner writes (turn n needs turn n-1's text)."""
+    chains: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    history: dict[tuple[str, str], list[str]] = {}
+    max_turns = max(len(question.turns) for question in questions)
+    with store.read() as con:
+        for turn in range(1, max_turns + 1):
+            pending = _plan_turn(questions, turn, history, fingerprint, suite)
+            found = q.answer_texts(con, [p.answer_id for p in pending])
+            for p in pending:
+                if p.answer_id in found:
+                    key = (p.question.set_name, p.question.question_id)
+                    history[key].append(found[p.answer_id])
+                    chains.setdefault(key, []).append((p.answer_id, found[p.answer_id]))
+    return chains

@@ -26,6 +26,15 @@ EXPECTED_SCHEMA = {
                 "params_json VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP"],
     "generation_failures": ["run_id VARCHAR", "model_fingerprint VARCHAR", "set_name VARCHAR",
                             "question_id VARCHAR", "turn INTEGER", "error VARCHAR", "created_at TIMESTAMP"],
+    # 002
+    "judgments": ["judgment_id VARCHAR", "call_id VARCHAR", "judge_name VARCHAR", "judge_fingerprint VARCHAR",
+                  "kind VARCHAR", "set_name VARCHAR", "question_id VARCHAR", "turn INTEGER", "model_a VARCHAR",
+                  "model_b VARCHAR", "answer_a VARCHAR", "answer_b VARCHAR", "dimension VARCHAR",
+                  "verdict VARCHAR", "score DOUBLE", "status VARCHAR", "attempts INTEGER",
+                  "raw_output VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP"],
+    "ratings": ["computed_at TIMESTAMP", "suite_name VARCHAR", "judge_name VARCHAR", "dimension VARCHAR",
+                "category VARCHAR", "method VARCHAR", "model VARCHAR", "rating DOUBLE", "ci_low DOUBLE",
+                "ci_high DOUBLE", "level DOUBLE", "battles INTEGER", "merge_policy VARCHAR"],
 }
 
 

@@ -110,17 +110,38 @@ def insert_failures(con, rows: list[tuple]) -> None:
     )
 
 
+def insert_judgments(con, rows: list[tuple]) -> None:
+    """rows in the column order of `judgments` minus created_at; a stored judgment_id is kept."""
+    if not rows:
+        return
+    con.executemany(
+        "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name,"
+        " question_id, turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status,"
+        " attempts, raw_output, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (judgment_id) DO NOTHING",
+        rows,
+    )
+
+
 # --- reads ----------------------------------------------------------------------------------------
+def _with_temp_ids(con, ids: list[str]) -> None:
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (id VARCHAR)")
+    con.execute("DELETE FROM wanted")
+    con.executemany("INSERT INTO wanted VALUES (?)", [(i,) for i in ids])
+
+
+def existing_call_ids(con, call_ids: list[str]) -> set[str]:
+    if not call_ids:
+        return set()
+    _with_temp_ids(con, call_ids)
+    return {c for (c,) in con.execute("SELECT DISTINCT call_id FROM judgments JOIN wanted ON call_id = id").fetchall()}
+
+
 def answer_texts(con, answer_ids: list[str]) -> dict[str, str]:
     if not answer_ids:
         return {}
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (answer_id VARCHAR)")
-    con.execute("DELETE FROM wanted")
-    con.executemany("INSERT INTO wanted VALUES (?)", [(a,) for a in answer_ids])
-    rows = con.execute(
-        "SELECT a.answer_id, a.text FROM answers a JOIN wanted USING (answer_id)"
-    ).fetchall()
-    return dict(rows)
+    _with_temp_ids(con, answer_ids)
+    return dict(con.execute("SELECT a.answer_id, a.text FROM answers a JOIN wanted ON answer_id = id").fetchall())
 
 
 def current_fingerprint(con, model_name: str) -> str | None:

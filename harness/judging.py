@@ -1,0 +1,165 @@
+"""Judge stored answers: schedule pairs, judge every pair in both orders, store one row per call
+ordering and dimension, and skip every call whose key is already stored.
+
+A call's key hashes the judge's fingerprint, the question, turn, and the answer ids shown as A and
+as B (all turns up to the judged one). Rerunning a suite makes zero judge calls; adding a model
+judges only the pairs it is in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import JudgeSpec, Suite
+from harness.models.base import GenerationParams, create_backend, stable_hash
+from harness.runner import Progress, _Silent, load_questions, stored_conversations
+from harness.sets import Question
+from harness.store import Store
+from harness.store import queries as q
+from judges.base import Judge, JudgeOutput, PairItem, SingleItem
+
+
+@dataclass
+class _Call:
+    call_id: str
+    item: PairItem | SingleItem
+    set_name: str
+    model_a: str
+    model_b: str | None
+    answer_a: str
+    answer_b: str | None
+
+
+@dataclass
+class JudgeStats:
+    name: str
+    planned: int = 0
+    cached: int = 0
+    judged: int = 0
+    unparsed: int = 0
+
+
+@dataclass
+class JudgingSummary:
+    run_id: str
+    judges: list[JudgeStats] = field(default_factory=list)
+
+
+def build_judge(spec: JudgeSpec) -> Judge:
+    from judges.llm import LLMJudge
+
+    return LLMJudge(spec.name, create_backend(spec.model), style=spec.style, kind=spec.kind,
+                    dimensions=tuple(spec.dimensions), dimension_mode=spec.dimension_mode,
+                    chain_of_thought=spec.chain_of_thought,
+                    params=GenerationParams(max_new_tokens=spec.max_new_tokens),
+                    max_parse_retries=spec.max_parse_retries)
+
+
+def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),
+                progress: Progress | None = None, judges: dict[str, Judge] | None = None) -> JudgingSummary:
+    """Run every judge of `suite` over the stored answers of its models."""
+    progress = progress or _Silent()
+    questions = load_questions(suite, base_dir)
+    chains = _model_chains(suite, store, questions)
+    summary = JudgingSummary(run_id=run_id)
+    for spec in suite.judges:
+        given = (judges or {}).get(spec.name)
+        judge = given or build_judge(spec)
+        try:
+            summary.judges.append(_run_judge(judge, suite, questions, chains, store, run_id, progress))
+        finally:
+            if given is None:
+                judge.close()
+    return summary
+
+
+def _model_chains(suite, store, questions) -> dict[str, dict]:
+    chains = {}
+    with store.read() as con:
+        fingerprints = {m.name: q.current_fingerprint(con, m.name) for m in suite.models}
+    for name, fingerprint in fingerprints.items():
+        chains[name] = stored_conversations(store, suite, fingerprint, questions) if fingerprint else {}
+    return chains
+
+
+def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress) -> JudgeStats:
+    fingerprint = judge.fingerprint()
+    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint)
+    stats = JudgeStats(name=judge.name, planned=len(calls))
+    with store.read() as con:
+        done = q.existing_call_ids(con, [c.call_id for c in calls])
+    todo = [c for c in calls if c.call_id not in done]
+    stats.cached = len(calls) - len(todo)
+    if todo:
+        progress.start(f"judge {judge.name}", len(todo))
+    chunk = getattr(getattr(judge, "backend", None), "chunk_size", 16)
+    for start in range(0, len(todo), chunk):
+        batch = todo[start : start + chunk]
+        outputs = judge.judge([c.item for c in batch])
+        rows = [row for c, out in zip(batch, outputs) for row in _rows(c, out, judge, fingerprint, run_id)]
+        with store.write() as con:
+            q.insert_judgments(con, rows)
+        stats.judged += len(batch)
+        stats.unparsed += sum(not next(iter(out.values())).parsed for out in outputs)
+        progress.advance(len(batch))
+    return stats
+
+
+def _rows(call: _Call, outputs: dict[str, JudgeOutput], judge: Judge, fingerprint: str, run_id: str):
+    for dimension, out in outputs.items():
+        yield (stable_hash([call.call_id, dimension]), call.call_id, judge.name, fingerprint, judge.kind,
+               call.set_name, call.item.question_id, call.item.turn, call.model_a, call.model_b,
+               call.answer_a, call.answer_b, dimension, out.verdicts.get(dimension), out.score,
+               "ok" if out.parsed else "unparsed", out.attempts, out.raw, run_id)
+
+
+def scheduled_pairs(suite: Suite, questions: list[Question]) -> list[tuple[Question, int, str, str]]:
+    """(question, turn, model x, model y) battles, x < y, per the suite's pair schedule."""
+    names = sorted(m.name for m in suite.models)
+    pairs = list(itertools.combinations(names, 2))
+    if suite.pairs.mode == "baseline":
+        pairs = [p for p in pairs if suite.pairs.baseline in p]
+    battles = [(qn, t, x, y) for qn in questions for t in range(1, len(qn.turns) + 1) for x, y in pairs]
+    if suite.pairs.mode == "sample":
+        battles = random.Random(suite.pairs.seed).sample(battles, min(suite.pairs.budget, len(battles)))
+    return battles
+
+
+def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
+    calls = []
+    for question, turn, x, y in scheduled_pairs(suite, questions):
+        key = (question.set_name, question.question_id)
+        cx, cy = chains[x].get(key, []), chains[y].get(key, [])
+        if len(cx) < turn or len(cy) < turn:
+            continue  # an answer is missing (failed generation): nothing to judge yet
+        for (a, ca), (b, cb) in (((x, cx), (y, cy)), ((y, cy), (x, cx))):  # both positions
+            ids_a, ids_b = [i for i, _ in ca[:turn]], [i for i, _ in cb[:turn]]
+            call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b])
+            item = PairItem(question.question_id, question.category, question.turns,
+                            tuple(t for _, t in ca[:turn]), tuple(t for _, t in cb[:turn]), turn,
+                            _reference(question, turn), nonce=call_id[:8])
+            calls.append(_Call(call_id, item, question.set_name, a, b, ids_a[-1], ids_b[-1]))
+    return calls
+
+
+def _single_calls(suite, questions, chains, fingerprint) -> list[_Call]:
+    calls = []
+    for model in sorted(chains):
+        for question in questions:
+            chain = chains[model].get((question.set_name, question.question_id), [])
+            for turn in range(1, len(chain) + 1):
+                ids = [i for i, _ in chain[:turn]]
+                call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids])
+                item = SingleItem(question.question_id, question.category, question.turns,
+                                  tuple(t for _, t in chain[:turn]), turn, _reference(question, turn),
+                                  nonce=call_id[:8])
+                calls.append(_Call(call_id, item, question.set_name, model, None, ids[-1], None))
+    return calls
+
+
+def _reference(question: Question, turn: int) -> str | None:
+    """Reference-guided judging happens automatically where the question carries a reference."""
+    return question.references[turn - 1] if len(question.references) >= turn else None

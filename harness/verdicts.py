@@ -1,0 +1,69 @@
+"""From stored judgment rows to battles: merge the two orders of each pairwise judgment.
+
+Pure functions over rows. A row's verdict is positional (A = the model shown first); merging turns
+the pair of rows for (X first, Y first) into model-level outcomes under one of three policies:
+  inconsistent_tie  orders disagree -> one tie (FastChat's rule)
+  drop              orders disagree -> no battle
+  half              each order is its own battle of weight 0.5 (agreeing orders add up to 1)
+A battle with an order missing or unparsed counts only under `half` (its one order, weight 0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+POLICIES = ("inconsistent_tie", "drop", "half")
+
+
+@dataclass(frozen=True)
+class JudgmentRow:
+    set_name: str
+    question_id: str
+    turn: int
+    category: str
+    judge_name: str
+    dimension: str
+    model_a: str  # shown first
+    model_b: str
+    verdict: str | None  # "A" | "B" | "tie" | None (unparsed)
+
+
+@dataclass(frozen=True)
+class Battle:
+    model_a: str  # alphabetically first of the pair
+    model_b: str
+    winner: str  # "model_a" | "model_b" | "tie"
+    weight: float
+    category: str
+    consistent: bool  # both orders gave the same model-level outcome
+
+
+def _model_outcome(row: JudgmentRow) -> str | None:
+    """The winning model's name, 'tie', or None when unparsed."""
+    return {"A": row.model_a, "B": row.model_b, "tie": "tie"}.get(row.verdict or "")
+
+
+def merge_orders(rows: Iterable[JudgmentRow], policy: str = "inconsistent_tie") -> list[Battle]:
+    if policy not in POLICIES:
+        raise ValueError(f"merge policy must be one of {POLICIES}, got {policy!r}")
+    grouped: dict[tuple, list[JudgmentRow]] = {}
+    for row in rows:
+        x, y = sorted((row.model_a, row.model_b))
+        grouped.setdefault((row.set_name, row.question_id, row.turn, row.judge_name, row.dimension, x, y), []).append(row)
+    battles = []
+    for (*_, x, y), group in grouped.items():
+        outcomes = [o for o in (_model_outcome(r) for r in group) if o is not None]
+        category = group[0].category
+
+        def battle(outcome: str, weight: float, consistent: bool) -> Battle:
+            winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")
+            return Battle(x, y, winner, weight, category, consistent)
+
+        if len(outcomes) == 2 and outcomes[0] == outcomes[1]:
+            battles.append(battle(outcomes[0], 1.0, True))
+        elif policy == "half":
+            battles += [battle(o, 0.5, False) for o in outcomes]
+        elif len(outcomes) == 2 and policy == "inconsistent_tie":
+            battles.append(battle("tie", 1.0, False))
+    return battles

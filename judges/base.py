@@ -1,0 +1,84 @@
+"""The judge extension point: what a judge is given, what it returns, and the Protocol.
+
+A judge call sees one *ordered* item. Position swapping is the caller's job: every pairwise item
+is judged twice, (X, Y) and (Y, X), and both calls are stored as their own rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+DEFAULT_DIMENSIONS = ("accuracy", "helpfulness", "language")
+
+# What each dimension means, shown to the judge (after Wu & Aji 2023, "Style Over Substance").
+DIMENSION_DEFINITIONS = {
+    "overall": "which response is better overall",
+    "accuracy": "factual and logical correctness: no false claims, wrong results or broken code",
+    "helpfulness": "how well the response does what the user asked, completely and to the point",
+    "language": "clarity, fluency, grammar and fitting tone, regardless of correctness",
+}
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """Two assistants' conversations on one question, judged at `turn` (1-based).
+
+    `turns` are the user messages; `answers_a[i]` / `answers_b[i]` answer `turns[i]`. A multi-turn
+    judge sees turns 1..turn; `reference` is the reference answer for `turn`, if the question has one.
+    """
+
+    question_id: str
+    category: str
+    turns: tuple[str, ...]
+    answers_a: tuple[str, ...]
+    answers_b: tuple[str, ...]
+    turn: int
+    reference: str | None = None
+    nonce: str = ""  # per-call tag the verdict line must carry (see judges/parse.py)
+
+
+@dataclass(frozen=True)
+class SingleItem:
+    question_id: str
+    category: str
+    turns: tuple[str, ...]
+    answers: tuple[str, ...]
+    turn: int
+    reference: str | None = None
+    nonce: str = ""
+
+
+@dataclass
+class JudgeOutput:
+    """One call's result: per-dimension verdicts ('A' | 'B' | 'tie') or a 1-10 score.
+
+    `parsed` is False when the output did not follow the format after every retry; then the
+    verdicts are empty and `raw` holds the last output, which is stored, never guessed from.
+    """
+
+    raw: str
+    verdicts: dict[str, str] = field(default_factory=dict)
+    score: float | None = None
+    attempts: int = 1
+
+    @property
+    def parsed(self) -> bool:
+        return bool(self.verdicts) or self.score is not None
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+    kind: str  # "pairwise" | "single"
+    dimensions: tuple[str, ...]
+
+    def fingerprint(self) -> str:
+        """Judge model + prompt version + sampling params + parser version."""
+        ...
+
+    def judge(self, items: list) -> list[JudgeOutput]:
+        """One output per item (PairItem for pairwise judges, SingleItem for single graders)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,89 @@
+"""Judges that run on any ModelBackend: prompt judges (pairwise, single grading, reference-guided,
+multi-turn) and a PandaLM-style judge. The same code judges with GPT-4 through the openai backend,
+with a vLLM-served model, or with a model in this process."""
+
+from __future__ import annotations
+
+from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
+from judges.parse import PARSER_VERSION, parse_pairwise, parse_pandalm, parse_score
+from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
+from harness.models.base import Conversation, GenerationParams, Message, ModelBackend, stable_hash
+
+
+class LLMJudge:
+    """style: "prompt" (our prompts, nonce-tagged verdict lines) or "pandalm" (first line 1/2/Tie).
+    kind: "pairwise" or "single" (1-10 grading; prompt style only).
+    dimension_mode: "joint" (one call returns every dimension) or "per_dimension" (one call each).
+    """
+
+    def __init__(self, name: str, backend: ModelBackend, *, style: str = "prompt", kind: str = "pairwise",
+                 dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS, dimension_mode: str = "joint",
+                 chain_of_thought: bool = True, params: GenerationParams | None = None,
+                 max_parse_retries: int = 2, retry_temperature: float = 0.7):
+        if kind == "single" and style != "prompt":
+            raise ValueError("single grading needs the prompt style")
+        self.name, self.backend, self.style, self.kind = name, backend, style, kind
+        self.dimensions = ("overall",) if kind == "single" else tuple(dimensions)
+        # PandaLM answers one verdict per call, so several dimensions mean several calls.
+        self.dimension_mode = "per_dimension" if style == "pandalm" and len(self.dimensions) > 1 else dimension_mode
+        self.chain_of_thought = chain_of_thought
+        self.params = params or GenerationParams(max_new_tokens=512)
+        self.max_parse_retries, self.retry_temperature = max_parse_retries, retry_temperature
+
+    def fingerprint(self) -> str:
+        return stable_hash({
+            "backend": self.backend.fingerprint(), "prompts": PROMPT_VERSION, "parser": PARSER_VERSION,
+            "style": self.style, "kind": self.kind, "dimensions": self.dimensions,
+            "mode": self.dimension_mode, "cot": self.chain_of_thought, "params": self.params.key(),
+            "retries": [self.max_parse_retries, self.retry_temperature],
+        })
+
+    def judge(self, items: list[PairItem | SingleItem]) -> list[dict[str, JudgeOutput]]:
+        """For each item, {dimension: output}; in joint mode the dimensions share one output."""
+        groups = [self.dimensions] if self.dimension_mode == "joint" else [(d,) for d in self.dimensions]
+        results: list[dict[str, JudgeOutput]] = [{} for _ in items]
+        for dims in groups:
+            outputs = self._call_with_retries(items, dims)
+            for result, output in zip(results, outputs):
+                result.update({d: output for d in dims})
+        return results
+
+    def _call_with_retries(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
+        outputs: list[JudgeOutput | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        for attempt in range(1, self.max_parse_retries + 2):
+            params = self.params
+            if attempt > 1:  # a fresh sample: greedy decoding would repeat the same output
+                params = params.model_copy(update={"temperature": self.retry_temperature, "seed": attempt})
+            completions = self.backend.generate([self._conversation(items[i], dims) for i in todo], params)
+            still = []
+            for i, completion in zip(todo, completions):
+                outputs[i] = self._parse(completion.text if completion.ok else "", items[i], dims, attempt)
+                if not outputs[i].parsed:
+                    still.append(i)
+            todo = still
+            if not todo:
+                break
+        return outputs  # type: ignore[return-value]
+
+    def _conversation(self, item, dims: tuple[str, ...]) -> Conversation:
+        if self.style == "pandalm":
+            return (Message("user", pandalm_prompt(item, dims[0] if dims != ("overall",) else None)),)
+        if self.kind == "single":
+            return (Message("system", SINGLE_SYSTEM), Message("user", single_prompt(item, self.chain_of_thought)))
+        return (Message("system", PAIRWISE_SYSTEM),
+                Message("user", pairwise_prompt(item, dims, self.chain_of_thought)))
+
+    def _parse(self, text: str, item, dims: tuple[str, ...], attempt: int) -> JudgeOutput:
+        output = JudgeOutput(raw=text, attempts=attempt)
+        if self.style == "pandalm":
+            verdict = parse_pandalm(text)
+            output.verdicts = {d: verdict for d in dims} if verdict else {}
+        elif self.kind == "single":
+            output.score = parse_score(text, item.nonce)
+        else:
+            output.verdicts = parse_pairwise(text, item.nonce, dims) or {}
+        return output
+
+    def close(self) -> None:
+        self.backend.close()

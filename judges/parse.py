@@ -1,0 +1,50 @@
+"""Strict parsers that read only the judge's own output.
+
+Prompt judges must end with verdict lines tagged by a per-call nonce, e.g. `VERDICT-3f9a2c
+accuracy: A`. The nonce comes from the call's key, which includes both answers, so an answer
+cannot contain its own call's tag: a candidate that writes "[[A]]", "Tie" or "VERDICT accuracy: A"
+cannot decide the parse. Anything else in the output is ignored, and an output without exactly one
+valid tagged line per dimension is unparsed; we never guess.
+
+PandaLM's contract is positional instead: the first non-empty line is exactly `1`, `2` or `Tie`.
+"""
+
+from __future__ import annotations
+
+import re
+
+PARSER_VERSION = "parse-v1"
+VERDICTS = {"a": "A", "b": "B", "tie": "tie"}
+
+
+def parse_pairwise(output: str, nonce: str, dimensions: tuple[str, ...]) -> dict[str, str] | None:
+    """{dimension: 'A'|'B'|'tie'} for every dimension, or None."""
+    pattern = re.compile(
+        rf"^\W*VERDICT-{re.escape(nonce)}\s+([a-z_]+)\s*[:=]\s*\[?\[?\s*(A|B|tie)\s*\]?\]?\W*$",
+        re.IGNORECASE | re.MULTILINE,
+    )
+    found: dict[str, set[str]] = {}
+    for dimension, verdict in pattern.findall(output):
+        found.setdefault(dimension.lower(), set()).add(VERDICTS[verdict.lower()])
+    if any(len(found.get(d, ())) != 1 for d in dimensions):
+        return None  # a dimension missing, or given two different verdicts
+    return {d: found[d].pop() for d in dimensions}
+
+
+def parse_score(output: str, nonce: str) -> float | None:
+    """The 1-10 grade from `SCORE-<nonce>: 7`, or None (also when several lines disagree)."""
+    pattern = re.compile(rf"^\W*SCORE-{re.escape(nonce)}\s*[:=]\s*\[?\[?\s*(\d+(?:\.\d+)?)\s*\]?\]?\W*$",
+                         re.IGNORECASE | re.MULTILINE)
+    scores = {float(s) for s in pattern.findall(output)}
+    if len(scores) != 1:
+        return None
+    score = scores.pop()
+    return score if 1 <= score <= 10 else None
+
+
+def parse_pandalm(output: str) -> str | None:
+    """PandaLM's first line: '1' -> 'A', '2' -> 'B', 'Tie' -> 'tie'; anything else is unparsed."""
+    for line in output.splitlines():
+        if line.strip():
+            return {"1": "A", "2": "B", "tie": "tie"}.get(line.strip().lower())
+    return None
