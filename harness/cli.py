@@ -58,7 +58,8 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
     from harness.store import Store
 
     suite_obj, base_dir = load_suite(suite)
-    summary = run_suite(suite_obj, Store(db), base_dir, progress=RichProgress())
+    store = Store(db)
+    summary = run_suite(suite_obj, store, base_dir, progress=RichProgress())
     table = Table(title=f"suite {summary.suite_name} · run {summary.run_id} · {summary.wall_s:.1f} s")
     for col in ("model", "answers", "cached", "generated", "failed", "tokens", "tok/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -69,6 +70,100 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
     totals = summary.totals()
     console.print(f"{totals['generated']} answers generated, {totals['cached']} from cache, "
                   f"{totals['failed']} failed · stored in {summary.db_path}")
+    if suite_obj.judges:
+        from harness.judging import judge_suite
+
+        judged = judge_suite(suite_obj, store, summary.run_id, base_dir, progress=RichProgress())
+        for j in judged.judges:
+            console.print(f"judge {j.name}: {j.planned} calls, {j.cached} from cache, {j.judged} made, "
+                          f"{j.unparsed} unparsed")
+        _print_leaderboard(suite_obj, store)
+
+
+def _print_leaderboard(suite_obj, store) -> None:
+    from harness.leaderboard import compute_ratings
+
+    rows = [r for r in compute_ratings(store, suite_obj) if r.category == "all"]
+    if not rows:
+        console.print("no parsed verdicts yet: nothing to rate")
+        return
+    columns = sorted({(r.judge_name, r.dimension, r.method) for r in rows if r.method != "mean_grade"})
+    table = Table(title=f"leaderboard · {suite_obj.name} · {int(rows[0].level * 100) if rows[0].level else ''}% "
+                        f"bootstrap CIs ({suite_obj.ratings.bootstrap_rounds} rounds, merge: {suite_obj.ratings.merge})")
+    table.add_column("model")
+    for judge, dimension, method in columns:
+        table.add_column(f"{judge}\n{dimension} {method.upper()}", justify="right")
+    by_key = {(r.judge_name, r.dimension, r.method, r.model): r for r in rows}
+    models = sorted({r.model for r in rows}, key=lambda m: -max(
+        (r.rating for r in rows if r.model == m and r.method == "bt"), default=0))
+    for model in models:
+        cells = []
+        for judge, dimension, method in columns:
+            r = by_key.get((judge, dimension, method, model))
+            cells.append(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-")
+        table.add_row(model, *cells)
+    console.print(table)
+    battles = {(r.judge_name, r.dimension): r.battles for r in rows}
+    console.print("battles per judge/dimension: " + ", ".join(f"{j}/{d}: {n}" for (j, d), n in sorted(battles.items())))
+
+
+@app.command()
+def ratings(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
+            db: Path = DbOption) -> None:
+    """Recompute ratings from the stored judgments and print the leaderboard."""
+    from harness.config import load_suite
+    from harness.store import Store
+
+    suite_obj, _ = load_suite(suite)
+    _print_leaderboard(suite_obj, Store(db))
+
+
+@app.command("judge-eval")
+def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder with mt_bench/ and pandalm/."),
+               suite: Optional[str] = typer.Option(None, help="Also run this suite's first judge on MT-Bench pairs."),
+               sample: int = typer.Option(40, help="MT-Bench human-voted pairs to judge (both orders each)."),
+               db: Path = DbOption) -> None:
+    """Agreement of judges with human labels: released verdicts, human ceiling, and a live judge."""
+    from harness.judge_eval import mt_bench_human_agreement, released_pandalm_reports
+
+    table = Table(title="PandaLM test set: released verdicts vs 3-annotator majority (%)")
+    for col in ("judge", "accuracy", "precision", "recall", "F1", "n"):
+        table.add_column(col, justify="left" if col == "judge" else "right")
+    for name, rep in released_pandalm_reports(data).items():
+        table.add_row(name, *(f"{v:.2f}" for v in (rep.accuracy, rep.macro_precision, rep.macro_recall,
+                                                    rep.macro_f1)), str(rep.n))
+    console.print(table)
+    with_ties, without = mt_bench_human_agreement(data)
+    console.print(f"MT-Bench turn 1, human vs human (experts): {with_ties.rate:.1%} with ties "
+                  f"({with_ties.agree}/{with_ties.total}), {without.rate:.1%} without ({without.agree}/{without.total})")
+    if suite:
+        from harness.config import load_suite
+        from harness.judge_eval import run_judge_on_mt_bench
+        from harness.judging import build_judge
+        from harness.leaderboard import judge_reliability
+        from harness.store import Store
+
+        suite_obj, _ = load_suite(suite)
+        if not suite_obj.judges:
+            raise HarnessError(f"{suite}: has no judges: add a 'judges:' entry")
+        judge = build_judge(suite_obj.judges[0])
+        try:
+            result = run_judge_on_mt_bench(judge, data, sample)
+        finally:
+            judge.close()
+        console.print(f"judge {result.judge_name} on {result.pairs} MT-Bench pairs ({result.parsed_pairs} parsed in both "
+                      f"orders): {result.with_ties.rate:.1%} agreement with experts with ties "
+                      f"({result.with_ties.agree}/{result.with_ties.total}), {result.without_ties.rate:.1%} without "
+                      f"({result.without_ties.agree}/{result.without_ties.total})")
+        if db.exists():
+            rel = judge_reliability(Store(db), result.judge_name)
+            console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, parse failures "
+                          f"{rel.parse_failure_rate:.1%}, swap flips {_pct(rel.swap_flip_rate)}, position-A wins "
+                          f"{_pct(rel.first_position_win_rate)}, longer answer wins {_pct(rel.longer_answer_win_rate)}")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 @app.command()

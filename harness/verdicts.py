@@ -37,6 +37,8 @@ class Battle:
     weight: float
     category: str
     consistent: bool  # both orders gave the same model-level outcome
+    judge_name: str = ""
+    dimension: str = ""
 
 
 def _model_outcome(row: JudgmentRow) -> str | None:
@@ -58,7 +60,7 @@ def merge_orders(rows: Iterable[JudgmentRow], policy: str = "inconsistent_tie") 
 
         def battle(outcome: str, weight: float, consistent: bool) -> Battle:
             winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")
-            return Battle(x, y, winner, weight, category, consistent)
+            return Battle(x, y, winner, weight, category, consistent, group[0].judge_name, group[0].dimension)
 
         if len(outcomes) == 2 and outcomes[0] == outcomes[1]:
             battles.append(battle(outcomes[0], 1.0, True))

@@ -181,3 +181,25 @@ def test_an_unparsed_order_counts_only_as_a_half_battle():
     assert merge_orders(rows("A", None), "inconsistent_tie") == []
     [half] = merge_orders(rows("A", None), "half")
     assert (half.winner, half.weight) == ("model_a", 0.5)
+
+
+# --- ratings and reliability from stored judgments ------------------------------------------------------
+def test_ratings_and_reliability_from_stored_judgments(tmp_path, scripted):
+    from harness.leaderboard import compute_ratings, judge_reliability
+
+    store = Store(tmp_path / "h.duckdb")
+    suite = suite_of("a", "bb", "ccc", limit=4)
+    suite.ratings.bootstrap_rounds = 50
+    generate(store, suite, scripted)
+    judge_suite(suite, store, "r1", judges={"lenjudge": LLMJudge("lenjudge", VerdictBackend())})
+    rows = compute_ratings(store, suite)
+    bt = {r.model: r for r in rows if (r.method, r.dimension, r.category) == ("bt", "accuracy", "all")}
+    # The length judge always prefers the longer answer: ccc > bb > a, with each CI holding its point.
+    assert bt["ccc"].rating > bt["bb"].rating > bt["a"].rating
+    assert all(r.ci_low <= r.rating <= r.ci_high and r.level == 0.95 for r in bt.values())
+    assert {r.dimension for r in rows} == set(DIMS) and "math" in {r.category for r in rows}
+    with store.read() as con:
+        assert con.execute("SELECT count(*) FROM ratings").fetchone()[0] == len(rows)
+    rel = judge_reliability(store, "lenjudge")
+    assert rel.parse_failure_rate == 0.0 and rel.swap_flip_rate == 0.0
+    assert rel.longer_answer_win_rate == 1.0 and rel.first_position_win_rate == 0.5

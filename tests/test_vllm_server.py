@@ -111,3 +111,34 @@ def test_failures_are_counted_then_filled_by_a_rerun(vllm_backend, tmp_path):
     second = run_suite(suite, store, backends={"smollm2-openai": healthy})
     assert second.totals()["generated"] == 2  # the lighthouse poem: turn 1, then turn 2
     assert healthy.stats["requests"] == 2
+
+
+def test_prompt_judge_through_the_real_server_stores_both_orders_and_caches(vllm_backend, tmp_path, scripted):
+    """GPT-4-style prompts, served by vLLM through the openai backend. SmolLM2-135M rarely follows
+    the verdict format; what is asserted is the plumbing: every call stored with its raw output."""
+    from harness.config import HFModelSpec, JudgeSpec
+    from harness.judging import judge_suite
+    from judges.llm import LLMJudge
+
+    suite = Suite(name="judged", models=[HFModelSpec(name=n, model=f"scripted-{n}") for n in ("a", "bb")],
+                  sets=[SetSpec(name="quickstart", categories=["math"], limit=2)],
+                  judges=[JudgeSpec(name="smol-judge", model=openai_spec("unused"), max_new_tokens=48)])
+    store = Store(tmp_path / "h.duckdb")
+    run_suite(suite, store, backends={"a": scripted("a"), "bb": scripted("bb")})
+
+    def judge():
+        return LLMJudge("smol-judge", OpenAIBackend(openai_spec(vllm_backend.server.base_url)),
+                        params=GenerationParams(max_new_tokens=48), max_parse_retries=1)
+
+    first = judge()
+    summary = judge_suite(suite, store, "r1", judges={"smol-judge": first})
+    calls = summary.judges[0].planned
+    assert calls == 2 * 3  # two questions, m2 has two turns: 3 battles, each in both orders
+    assert first.backend.stats["requests"] >= calls
+    with store.read() as con:
+        rows = con.execute("SELECT model_a, dimension, status, raw_output FROM judgments").fetchall()
+    assert len(rows) == calls * 3 and {r[0] for r in rows} == {"a", "bb"}
+    assert all(r[2] in {"ok", "unparsed"} and r[3].strip() for r in rows)
+    again = judge()
+    judge_suite(suite, store, "r2", judges={"smol-judge": again})
+    assert again.backend.stats["requests"] == 0
