@@ -149,6 +149,8 @@ class JudgeSpec(_Strict):
     """Judge output budget per call."""
     max_parse_retries: int = Field(2, ge=0)
     """Fresh samples (temperature 0.7) drawn for an unparseable output before storing it as unparsed."""
+    decode: Literal["generate", "choice"] = "generate"
+    """generate: parse free text; choice (pandalm style, hf backend): pick 1 / 2 / Tie by likelihood."""
 
 
 class PairsSpec(_Strict):

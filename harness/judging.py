@@ -55,7 +55,7 @@ def build_judge(spec: JudgeSpec) -> Judge:
                     dimensions=tuple(spec.dimensions), dimension_mode=spec.dimension_mode,
                     chain_of_thought=spec.chain_of_thought,
                     params=GenerationParams(max_new_tokens=spec.max_new_tokens),
-                    max_parse_retries=spec.max_parse_retries)
+                    max_parse_retries=spec.max_parse_retries, decode=spec.decode)
 
 
 def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),

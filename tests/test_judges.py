@@ -203,3 +203,10 @@ def test_ratings_and_reliability_from_stored_judgments(tmp_path, scripted):
     rel = judge_reliability(store, "lenjudge")
     assert rel.parse_failure_rate == 0.0 and rel.swap_flip_rate == 0.0
     assert rel.longer_answer_win_rate == 1.0 and rel.first_position_win_rate == 0.5
+
+
+def test_choice_decoding_needs_a_backend_that_scores_choices():
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode: choice needs style: pandalm"):
+        LLMJudge("j", VerdictBackend(), style="pandalm", decode="choice")

@@ -153,5 +153,34 @@ class HFBackend:
             )
         return completions
 
+    def score_choices(self, conversations: list[Conversation], choices: tuple[str, ...]) -> list[list[float]]:
+        """Log-likelihood of each choice as the start of the assistant's reply, per conversation.
+        Used by judges that pick a verdict by likelihood instead of parsing free text."""
+        import torch
+
+        self._load()
+        tok = self._tokenizer
+        prompts = self._encode_texts(conversations)
+        has_bos = bool(tok.bos_token) and prompts[0].startswith(tok.bos_token)
+        pairs = [(p, c) for p in prompts for c in choices]
+        scores: list[float] = []
+        for start in range(0, len(pairs), self.spec.batch_size):
+            batch = pairs[start : start + self.spec.batch_size]
+            prompt_ids = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p, _ in batch]
+            choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for _, c in batch]
+            rows = [p + c for p, c in zip(prompt_ids, choice_ids)]
+            width = max(map(len, rows))
+            pad = tok.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+            with torch.inference_mode():
+                logprobs = self._model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
+            for i, c in enumerate(choice_ids):
+                # The logits at position t predict token t+1: the choice's tokens are the last len(c).
+                positions = range(width - len(c) - 1, width - 1)
+                scores.append(float(sum(logprobs[i, t, tok_id] for t, tok_id in zip(positions, c))))
+        n = len(choices)
+        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
     def close(self) -> None:
         self._model = self._tokenizer = None
