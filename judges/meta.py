@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from harness.errors import DataError
+from harness.sets import read_jsonl
 
 WINNERS = ("model_a", "model_b", "tie")
 # FastChat's judge files say "model_1"/"model_2"; the human-study files say "model_a"/"model_b".
@@ -32,23 +33,6 @@ PANDA_LABELS = (0, 1, 2)  # 0 = tie, 1 = response1 better, 2 = response2 better
 
 
 # ---------------------------------------------------------------- reading files
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found: check the path")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}): one object per line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
@@ -154,7 +138,7 @@ def _vote_from_row(where: str, row: dict) -> Vote:
 
 def load_mt_bench_votes(path: Path) -> list[Vote]:
     """Human votes from `human_judgments_turn1_votes.jsonl` or its `_with_text` variant, in file order."""
-    votes = [_vote_from_row(f"{path}:{lineno}", row) for lineno, row in _jsonl_rows(path)]
+    votes = [_vote_from_row(f"{path}:{lineno}", row) for lineno, row in read_jsonl(path)]
     if not votes:
         raise DataError(f"{path}: no votes: the file is empty")
     return votes
@@ -183,7 +167,7 @@ def load_mt_bench_pairs_with_text(path: Path) -> list[LabelledPair]:
     The key keeps the file's model order: a pair shown both ways round is two LabelledPairs.
     """
     pairs: dict[tuple, dict] = {}
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         vote = _vote_from_row(where, row)
         if vote.turn != 1:
@@ -239,7 +223,7 @@ def load_fastchat_pair_judgments(path: Path) -> list[Vote]:
     show_result.py does. The judge is named "model/prompt", e.g. "gpt-4/pair-v2".
     """
     votes = []
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         games = []
         for key in ("g1_winner", "g2_winner"):
@@ -266,7 +250,7 @@ def load_fastchat_single_judgments(path: Path) -> list[SingleScore]:
     left out, as FastChat's show_result.py does.
     """
     scores = []
-    for lineno, row in _jsonl_rows(path):
+    for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         _judge_name(where, row)
         score = _field(where, row, "score", (int, float), "give the numeric score (-1 when unparsed)")

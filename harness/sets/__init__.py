@@ -29,9 +29,11 @@ def builtin_sets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.jsonl"))}
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; a bad line is a one-line DataError."""
+    path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found: check the set's 'path'")
+        raise DataError(f"{path}: file not found: check the path")
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -62,7 +64,7 @@ def load_jsonl(path: Path, set_name: str) -> list[Question]:
     `question_id` is accepted for `id` and a single `prompt`/`instruction` string for `turns`.
     """
     questions, seen = [], set()
-    for lineno, row in _read_jsonl(path):
+    for lineno, row in read_jsonl(path):
         qid = row.get("id", row.get("question_id", row.get("idx")))
         if qid is None:
             raise DataError(f"{path}:{lineno}: field 'id': missing: give every question a unique id")
@@ -93,7 +95,7 @@ def load_mt_bench(path: Path, set_name: str, references: Path | None = None) -> 
     """FastChat's question.jsonl (question_id, category, turns) plus optional reference answers."""
     refs: dict[str, tuple[str, ...]] = {}
     if references is not None:
-        for lineno, row in _read_jsonl(references):
+        for lineno, row in read_jsonl(references):
             try:
                 refs[str(row["question_id"])] = tuple(row["choices"][0]["turns"])
             except (KeyError, IndexError, TypeError):
@@ -115,7 +117,7 @@ def load_alpaca_eval(path: Path, set_name: str) -> list[Question]:
             raise DataError(f"{path}: cannot read as a JSON array ({exc}): check the file") from None
         numbered = list(enumerate(rows, 1))
     else:
-        numbered = list(_read_jsonl(path))
+        numbered = list(read_jsonl(path))
     questions = []
     for lineno, row in numbered:
         turns = _text_list(path, lineno, row, "instruction", required=True)
