@@ -140,7 +140,7 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
         from harness.config import load_suite
         from harness.judge_eval import run_judge_on_mt_bench
         from harness.judging import build_judge
-        from harness.leaderboard import judge_reliability
+        from harness.leaderboard import judge_reliability, self_preference
         from harness.store import Store
 
         suite_obj, _ = load_suite(suite)
@@ -160,6 +160,8 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
             console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, parse failures "
                           f"{rel.parse_failure_rate:.1%}, swap flips {_pct(rel.swap_flip_rate)}, position-A wins "
                           f"{_pct(rel.first_position_win_rate)}, longer answer wins {_pct(rel.longer_answer_win_rate)}")
+            for model, rate in self_preference(Store(db), suite_obj, result.judge_name).items():
+                console.print(f"self-preference: {model} (the judge's own model) wins {rate:.1%} under it")
 
 
 def _pct(value: float | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config import Suite
-from harness.ratings import battles_from_rows, bootstrap, mean_grades
+from harness.ratings import battles_from_rows, bootstrap, mean_grades, win_rate_against
 from harness.store import Store
 from harness.store.queries import now
 from harness.verdicts import JudgmentRow, merge_orders
@@ -67,6 +67,11 @@ def compute_ratings(store: Store, suite: Suite) -> list[RatingRow]:
                 intervals = bootstrap(rated, rater=method, rounds=cfg.bootstrap_rounds, seed=cfg.seed, level=cfg.level)
                 out += [RatingRow(judge, dimension, category, method, model, iv.point, iv.low, iv.high, iv.level,
                                   len(chosen)) for model, iv in intervals.items()]
+            if suite.pairs.mode == "baseline":  # AlpacaEval-style: each model's win rate vs the baseline
+                rates = win_rate_against(rated, suite.pairs.baseline, rounds=cfg.bootstrap_rounds, seed=cfg.seed,
+                                         level=cfg.level)
+                out += [RatingRow(judge, dimension, category, "win_rate", model, iv.point, iv.low, iv.high,
+                                  iv.level, len(chosen)) for model, iv in rates.items()]
     out += _grade_rows(store, suite)
     _store(store, suite, out)
     return out
@@ -110,6 +115,22 @@ class Reliability:
     swap_flip_rate: float | None  # of battles with both orders parsed, the share whose orders disagree
     first_position_win_rate: float | None  # of parsed non-tie verdicts, the share for position A
     longer_answer_win_rate: float | None  # of parsed non-tie verdicts between unequal lengths
+
+
+def self_preference(store: Store, suite: Suite, judge_name: str) -> dict[str, float]:
+    """Win rate (ties count half) under `judge_name` of each candidate that shares the judge's own
+    model: compare it with the same candidate's win rate under other judges to see self-preference."""
+    spec = next(j for j in suite.judges if j.name == judge_name)
+    same = {m.name for m in suite.models if m.model == spec.model.model}
+    battles = [b for b in merge_orders(pairwise_rows(store, suite), suite.ratings.merge) if b.judge_name == judge_name]
+    result = {}
+    for model in sorted(same):
+        mine = [b for b in battles if model in (b.model_a, b.model_b)]
+        won = sum(b.weight * (0.5 if b.winner == "tie" else float(getattr(b, b.winner) == model)) for b in mine)
+        total = sum(b.weight for b in mine)
+        if total:
+            result[model] = won / total
+    return result
 
 
 def judge_reliability(store: Store, judge_name: str) -> Reliability:

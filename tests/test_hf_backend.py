@@ -103,8 +103,20 @@ def test_score_choices_prefers_the_right_answer_and_matches_batching(smollm2_pat
     choices = ("Paris", "London", "Tokyo is")
     [scores] = HFBackend(HFModelSpec(name="s", model=str(smollm2_path), batch_size=8)).score_choices(conv, choices)
     assert scores[0] == max(scores) and all(s < 0 for s in scores)
-    [one_by_one] = HFBackend(HFModelSpec(name="s", model=str(smollm2_path), batch_size=1)).score_choices(conv, choices)
+    single = HFBackend(HFModelSpec(name="s", model=str(smollm2_path), batch_size=1))
+    [one_by_one] = single.score_choices(conv, choices)
     assert one_by_one == pytest.approx(scores, abs=1e-3)  # left padding does not change likelihoods
+    # Independently: the plain log-likelihood of prompt + "Tokyo is" (a two-token choice), no cache.
+    import torch
+
+    tok, model = single._tokenizer, single._model
+    prompt = tok.apply_chat_template([{"role": "user", "content": conv[0][0].content}], tokenize=False,
+                                     add_generation_prompt=True)
+    p_ids, c_ids = tok(prompt)["input_ids"], tok("Tokyo is", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logprobs = model(input_ids=torch.tensor([p_ids + c_ids])).logits[0].log_softmax(-1)
+    direct = sum(float(logprobs[len(p_ids) - 1 + i, t]) for i, t in enumerate(c_ids))
+    assert len(c_ids) > 1 and scores[2] == pytest.approx(direct, abs=1e-3)
 
 
 def test_choice_decoding_judge_always_yields_a_verdict(tiny_model_path):

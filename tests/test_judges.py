@@ -210,3 +210,19 @@ def test_choice_decoding_needs_a_backend_that_scores_choices():
 
     with pytest.raises(ConfigError, match="decode: choice needs style: pandalm"):
         LLMJudge("j", VerdictBackend(), style="pandalm", decode="choice")
+
+
+def test_baseline_mode_stores_win_rates_and_self_preference_is_measured(tmp_path, scripted):
+    from harness.config import PairsSpec
+    from harness.leaderboard import compute_ratings, self_preference
+
+    store = Store(tmp_path / "h.duckdb")
+    suite = suite_of("a", "bb", "ccc", limit=4, pairs=PairsSpec(mode="baseline", baseline="bb"))
+    suite.ratings.bootstrap_rounds = 50
+    suite.judges[0].model = HFModelSpec(name="jm", model="scripted-ccc")  # the judge shares ccc's model
+    generate(store, suite, scripted)
+    judge_suite(suite, store, "r1", judges={"lenjudge": LLMJudge("lenjudge", VerdictBackend())})
+    rows = compute_ratings(store, suite)
+    rates = {r.model: r.rating for r in rows if (r.method, r.dimension, r.category) == ("win_rate", "accuracy", "all")}
+    assert rates == {"a": 0.0, "ccc": 1.0}  # vs bb: a is always shorter, ccc always longer
+    assert self_preference(store, suite, "lenjudge") == {"ccc": 1.0}

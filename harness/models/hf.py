@@ -155,32 +155,45 @@ class HFBackend:
 
     def score_choices(self, conversations: list[Conversation], choices: tuple[str, ...]) -> list[list[float]]:
         """Log-likelihood of each choice as the start of the assistant's reply, per conversation.
-        Used by judges that pick a verdict by likelihood instead of parsing free text."""
-        import torch
+        Used by judges that pick a verdict by likelihood instead of parsing free text.
 
+        Each prompt is prefilled once, keeping only the last position's logits (full-vocabulary
+        logits at every position were most of the cost); a choice longer than one token continues
+        from a copy of the KV cache."""
         self._load()
         tok = self._tokenizer
         prompts = self._encode_texts(conversations)
         has_bos = bool(tok.bos_token) and prompts[0].startswith(tok.bos_token)
-        pairs = [(p, c) for p in prompts for c in choices]
-        scores: list[float] = []
-        for start in range(0, len(pairs), self.spec.batch_size):
-            batch = pairs[start : start + self.spec.batch_size]
-            prompt_ids = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p, _ in batch]
-            choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for _, c in batch]
-            rows = [p + c for p, c in zip(prompt_ids, choice_ids)]
-            width = max(map(len, rows))
-            pad = tok.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-            with torch.inference_mode():
-                logprobs = self._model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
-            for i, c in enumerate(choice_ids):
-                # The logits at position t predict token t+1: the choice's tokens are the last len(c).
-                positions = range(width - len(c) - 1, width - 1)
-                scores.append(float(sum(logprobs[i, t, tok_id] for t, tok_id in zip(positions, c))))
-        n = len(choices)
-        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+        choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
+        scores: list[list[float]] = []
+        for start in range(0, len(prompts), self.spec.batch_size):
+            batch = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p in prompts[start : start + self.spec.batch_size]]
+            scores += self._score_batch(batch, choice_ids)
+        return scores
+
+    def _score_batch(self, rows: list[list[int]], choice_ids: list[list[int]]) -> list[list[float]]:
+        import copy
+
+        import torch
+
+        width, pad = max(map(len, rows)), self._tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        with torch.inference_mode():
+            out = self._model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+            first = out.logits[:, -1].float().log_softmax(-1)
+            columns = []
+            for c in choice_ids:
+                score = first[:, c[0]].clone()
+                if len(c) > 1:  # feed the choice's own prefix, read the logprobs of its next tokens
+                    cont = torch.tensor([c[:-1]] * len(rows))
+                    logits = self._model(input_ids=cont, attention_mask=torch.cat([mask, torch.ones_like(cont)], 1),
+                                         past_key_values=copy.deepcopy(out.past_key_values), use_cache=True).logits
+                    logprobs = logits.float().log_softmax(-1)
+                    for step, token in enumerate(c[1:]):
+                        score += logprobs[:, step, token]
+                columns.append(score)
+        return torch.stack(columns, 1).tolist()
 
     def close(self) -> None:
         self._model = self._tokenizer = None
