@@ -78,6 +78,19 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
             console.print(f"judge {j.name}: {j.planned} calls, {j.cached} from cache, {j.judged} made, "
                           f"{j.unparsed} unparsed")
         _print_leaderboard(suite_obj, store)
+        _print_reliability(suite_obj, store)
+
+
+def _print_reliability(suite_obj, store) -> None:
+    from harness.leaderboard import judge_reliability
+
+    for spec in suite_obj.judges:
+        if spec.kind != "pairwise":
+            continue
+        rel = judge_reliability(store, spec.name)
+        console.print(f"judge {rel.judge_name} reliability: parse failures {rel.parse_failure_rate:.1%}, "
+                      f"swap flips {_pct(rel.swap_flip_rate)}, position-A wins {_pct(rel.first_position_win_rate)}, "
+                      f"longer answer wins {_pct(rel.longer_answer_win_rate)}")
 
 
 def _print_leaderboard(suite_obj, store) -> None:

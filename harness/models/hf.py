@@ -165,10 +165,13 @@ class HFBackend:
         prompts = self._encode_texts(conversations)
         has_bos = bool(tok.bos_token) and prompts[0].startswith(tok.bos_token)
         choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
-        scores: list[list[float]] = []
-        for start in range(0, len(prompts), self.spec.batch_size):
-            batch = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p in prompts[start : start + self.spec.batch_size]]
-            scores += self._score_batch(batch, choice_ids)
+        encoded = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
+        scores: list[list[float]] = [[]] * len(encoded)
+        for start in range(0, len(order), self.spec.batch_size):
+            batch = order[start : start + self.spec.batch_size]
+            for i, row in zip(batch, self._score_batch([encoded[i] for i in batch], choice_ids)):
+                scores[i] = row
         return scores
 
     def _score_batch(self, rows: list[list[int]], choice_ids: list[list[int]]) -> list[list[float]]:
