@@ -4,11 +4,19 @@ with a vLLM-served model, or with a model in this process."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import judges.prompts
 from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
 from judges.parse import PARSER_VERSION, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
 from harness.models.base import Conversation, GenerationParams, Message, ModelBackend, stable_hash
+
+
+# The templates' source is hashed into every judgment key, so an edit without a version bump
+# still never mixes old and new verdicts.
+PROMPTS_HASH = stable_hash(Path(judges.prompts.__file__).read_text())
 
 
 class LLMJudge:
@@ -39,7 +47,7 @@ class LLMJudge:
 
     def fingerprint(self) -> str:
         return stable_hash({
-            "backend": self.backend.fingerprint(), "prompts": PROMPT_VERSION, "parser": PARSER_VERSION,
+            "backend": self.backend.fingerprint(), "prompts": [PROMPT_VERSION, PROMPTS_HASH], "parser": PARSER_VERSION,
             "style": self.style, "kind": self.kind, "dimensions": self.dimensions,
             "mode": self.dimension_mode, "cot": self.chain_of_thought, "params": self.params.key(),
             "retries": [self.max_parse_retries, self.retry_temperature], "decode": self.decode,
