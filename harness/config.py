@@ -94,8 +94,15 @@ class VLLMModelSpec(_ModelSpecBase):
     """Retries per request."""
 
 
+class ReferenceModelSpec(_ModelSpecBase):
+    """Published outputs read from a file (e.g. AlpacaEval's reference model), used as a model."""
+
+    backend: Literal["reference"] = "reference"
+    """`model` is the path of the outputs file (JSON array or JSONL of {instruction, output})."""
+
+
 ModelSpec = Annotated[
-    Union[HFModelSpec, OpenAIModelSpec, VLLMModelSpec], Field(discriminator="backend")
+    Union[HFModelSpec, OpenAIModelSpec, VLLMModelSpec, ReferenceModelSpec], Field(discriminator="backend")
 ]
 
 
@@ -251,14 +258,14 @@ def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:
 def format_validation_error(path: Path | str, exc: ValidationError) -> str:
     """First error as one line: file, dotted field, what is wrong, how to fix it."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("hf", "openai", "vllm"))
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("hf", "openai", "vllm", "reference"))
     kind = err["type"]
     if kind == "extra_forbidden":
         fix = "remove it or fix its spelling"
     elif kind == "missing":
         fix = "add it"
     elif kind == "union_tag_invalid":
-        fix = "use backend: hf, openai or vllm"
+        fix = "use backend: hf, openai, vllm or reference"
     else:
         fix = f"got {err.get('input')!r}"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

@@ -48,7 +48,7 @@ def test_builtin_quickstart_suite_loads():
         (GOOD.replace("model: smollm2-135m-instruct}", "model: x, batchsize: 4}"),
          "models.0.batchsize: Extra inputs are not permitted: remove it or fix its spelling"),
         (GOOD.replace("max_new_tokens: 32", "max_new_tokens: 0"), "generation.default.max_new_tokens"),
-        (GOOD.replace("backend: openai", "backend: ollama"), "use backend: hf, openai or vllm"),
+        (GOOD.replace("backend: openai", "backend: ollama"), "use backend: hf, openai, vllm or reference"),
         (GOOD.replace("base_url: http://127.0.0.1:1/v1", "api_key_env: K"), "models.1.base_url: Field required: add it"),
         (GOOD.replace("name: b,", "name: a,"), "model names must be unique, repeated: a"),
         ("name: t\nmodels: [\n", "is not valid YAML"),

@@ -91,3 +91,31 @@ def test_changed_generation_params_are_a_new_cache_key(tmp_path, scripted):
     backend = scripted("a")
     run_suite(suite, store, backends={"a": backend})
     assert len(backend.calls) > 0
+
+
+def test_reference_outputs_from_a_file_act_as_a_baseline_model(tmp_path, shared_data, scripted):
+    """AlpacaEval-style: the published GPT-4 outputs answer the AlpacaEval instructions, no model run."""
+    from harness.config import ReferenceModelSpec
+    from harness.errors import DataError
+    from harness.models.reference import ReferenceBackend
+
+    folder = shared_data / "alpaca_eval"
+    reference = ReferenceModelSpec(name="gpt4_1106", model=str(folder / "alpaca_eval_805_gpt4_1106_preview_reference_outputs.json"))
+    suite = Suite(name="ae", models=[reference, HFModelSpec(name="a", model="scripted-a")],
+                  sets=[SetSpec(name="ae", path=str(folder / "alpaca_eval_805_instructions.jsonl"),
+                                format="alpaca_eval", limit=5)])
+    store = Store(tmp_path / "h.duckdb")
+    summary = run_suite(suite, store, backends={"a": scripted("a")})
+    assert summary.models[0].generated == 5 and summary.models[0].failed == 0
+    import json
+    from pathlib import Path
+
+    published = {r["instruction"].strip(): r["output"] for r in json.loads(Path(reference.model).read_text())}
+    rows = answers_for(store, "gpt4_1106")
+    assert [r["text"] for r in rows] == [published[r["prompt"].strip()] for r in rows]
+    # A set the file does not cover fails loudly instead of storing nothing quietly.
+    uncovered = Suite(name="qs", models=[reference], sets=[SetSpec(name="quickstart", limit=3)])
+    with pytest.raises(BackendError, match="no output for this instruction"):
+        run_suite(uncovered, store)
+    with pytest.raises(DataError, match="reference outputs file not found"):
+        ReferenceBackend(ReferenceModelSpec(name="x", model=str(tmp_path / "missing.json")))

@@ -99,6 +99,7 @@ _BACKENDS: dict[str, str | BackendFactory] = {
     "hf": "harness.models.hf:HFBackend",
     "openai": "harness.models.openai_backend:OpenAIBackend",
     "vllm": "harness.models.vllm:VLLMBackend",
+    "reference": "harness.models.reference:ReferenceBackend",
 }
 
 
