@@ -156,6 +156,8 @@ class JudgeSpec(_Strict):
     """Judge output budget per call."""
     max_parse_retries: int = Field(2, ge=0)
     """Fresh samples (temperature 0.7) drawn for an unparseable output before storing it as unparsed."""
+    repeats: int = Field(1, ge=1)
+    """Single grading: independent grades per answer (samples after the first use temperature 0.7)."""
     decode: Literal["generate", "choice"] = "generate"
     """generate: parse free text; choice (pandalm style, hf backend): pick 1 / 2 / Tie by likelihood."""
 

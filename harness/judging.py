@@ -69,7 +69,10 @@ def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("
         given = (judges or {}).get(spec.name)
         judge = given or build_judge(spec)
         try:
-            summary.judges.append(_run_judge(judge, suite, questions, chains, store, run_id, progress))
+            repeats = spec.repeats if judge.kind == "single" else 1
+            for sample in range(repeats):
+                current = judge if sample == 0 else judge.resampled(sample)
+                summary.judges.append(_run_judge(current, suite, questions, chains, store, run_id, progress))
         finally:
             if given is None:
                 judge.close()

@@ -53,6 +53,14 @@ class LLMJudge:
             "retries": [self.max_parse_retries, self.retry_temperature], "decode": self.decode,
         })
 
+    def resampled(self, sample: int) -> "LLMJudge":
+        """The same judge drawing sample number `sample` (seeded, at the retry temperature): a
+        different fingerprint, so repeated grades are stored as rows of their own."""
+        copy = LLMJudge.__new__(LLMJudge)
+        copy.__dict__.update(self.__dict__)
+        copy.params = self.params.model_copy(update={"temperature": self.retry_temperature, "seed": sample})
+        return copy
+
     def judge(self, items: list[PairItem | SingleItem]) -> list[dict[str, JudgeOutput]]:
         """For each item, {dimension: output}; in joint mode the dimensions share one output."""
         groups = [self.dimensions] if self.dimension_mode == "joint" else [(d,) for d in self.dimensions]

@@ -226,3 +226,44 @@ def test_baseline_mode_stores_win_rates_and_self_preference_is_measured(tmp_path
     rates = {r.model: r.rating for r in rows if (r.method, r.dimension, r.category) == ("win_rate", "accuracy", "all")}
     assert rates == {"a": 0.0, "ccc": 1.0}  # vs bb: a is always shorter, ccc always longer
     assert self_preference(store, suite, "lenjudge") == {"ccc": 1.0}
+
+
+class GradeBackend:
+    """Grades every answer 5 when greedy, 5 + seed when sampling."""
+
+    chunk_size = 16
+
+    def __init__(self):
+        self.calls = 0
+
+    def fingerprint(self):
+        return "grader"
+
+    def generate(self, conversations, params):
+        self.calls += len(conversations)
+        grade = 5 if params.temperature == 0 else 5 + (params.seed or 0)
+        nonces = [re.search(r"SCORE-(\w+):", c[-1].content).group(1) for c in conversations]
+        return [Completion(text=f"fine\nSCORE-{nonce}: {grade}") for nonce in nonces]
+
+    def close(self):
+        pass
+
+
+def test_single_grading_repeats_are_rows_of_their_own_and_average(tmp_path, scripted):
+    from harness.leaderboard import compute_ratings
+
+    spec = JudgeSpec(name="grader", model=HFModelSpec(name="g", model="scripted"), kind="single", repeats=3)
+    store, suite = Store(tmp_path / "h.duckdb"), suite_of("a", judges=[spec], limit=2)
+    generate(store, suite, scripted)
+    backend = GradeBackend()
+    judge_suite(suite, store, "r1", judges={"grader": LLMJudge("grader", backend, kind="single")})
+    answers = 3  # m1, and m2's two turns
+    assert backend.calls == 3 * answers
+    with store.read() as con:
+        scores = sorted(s for (s,) in con.execute("SELECT score FROM judgments").fetchall())
+    assert scores == [5.0] * answers + [6.0] * answers + [7.0] * answers
+    mean = {(r.category, r.model): r.rating for r in compute_ratings(store, suite) if r.method == "mean_grade"}
+    assert mean[("all", "a")] == 6.0 and mean[("turn 2", "a")] == 6.0
+    again = GradeBackend()
+    judge_suite(suite, store, "r2", judges={"grader": LLMJudge("grader", again, kind="single")})
+    assert again.calls == 0
