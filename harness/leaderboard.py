@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config import Suite
-from harness.ratings import battles_from_rows, bootstrap, mean_grades, win_rate_against
+from harness.ratings import battles_from_rows, bootstrap, length_controlled_win_rate, mean_grades, win_rate_against
 from harness.store import Store
 from harness.store.queries import now
 from harness.verdicts import JudgmentRow, merge_orders
@@ -40,8 +40,9 @@ def pairwise_rows(store: Store, suite: Suite) -> list[JudgmentRow]:
     with store.read() as con:
         rows = con.execute(
             "SELECT j.set_name, j.question_id, j.turn, q.category, j.judge_name, j.dimension, j.model_a,"
-            " j.model_b, CASE WHEN j.status = 'ok' THEN j.verdict END"
+            " j.model_b, CASE WHEN j.status = 'ok' THEN j.verdict END, length(aa.text), length(ab.text)"
             " FROM judgments j JOIN questions q USING (set_name, question_id)"
+            " JOIN answers aa ON aa.answer_id = j.answer_a JOIN answers ab ON ab.answer_id = j.answer_b"
             " WHERE j.kind = 'pairwise' AND list_contains(?, j.judge_name)"
             " AND list_contains(?, j.model_a) AND list_contains(?, j.model_b)",
             [judges, models, models],
@@ -72,9 +73,28 @@ def compute_ratings(store: Store, suite: Suite) -> list[RatingRow]:
                                          level=cfg.level)
                 out += [RatingRow(judge, dimension, category, "win_rate", model, iv.point, iv.low, iv.high,
                                   iv.level, len(chosen)) for model, iv in rates.items()]
+                out += _length_controlled(judge, dimension, category, chosen, suite.pairs.baseline)
     out += _grade_rows(store, suite)
     _store(store, suite, out)
     return out
+
+
+def _length_controlled(judge, dimension, category, battles, baseline) -> list[RatingRow]:
+    """AlpacaEval-2-style LC win rate vs the baseline (a fraction, like win_rate; no CI). Under the
+    `half` policy the two half battles of a pair enter as two observations."""
+    rows = []
+    for model in sorted({b.model_a for b in battles} | {b.model_b for b in battles} - {baseline}):
+        mine = [b for b in battles if {b.model_a, b.model_b} == {model, baseline}]
+        if len(mine) < 2:
+            continue
+        model_is_a = [b.model_a == model for b in mine]
+        model_len = [b.len_a if a else b.len_b for b, a in zip(mine, model_is_a)]
+        base_len = [b.len_b if a else b.len_a for b, a in zip(mine, model_is_a)]
+        score = [0.5 if b.winner == "tie" else float((b.winner == "model_a") == a) for b, a in zip(mine, model_is_a)]
+        lc = length_controlled_win_rate(model_len, base_len, score)
+        rows.append(RatingRow(judge, dimension, category, "lc_win_rate", model, lc.lc_win_rate / 100,
+                              None, None, None, len(mine)))
+    return rows
 
 
 def _grade_rows(store: Store, suite: Suite) -> list[RatingRow]:

@@ -27,6 +27,8 @@ class JudgmentRow:
     model_a: str  # shown first
     model_b: str
     verdict: str | None  # "A" | "B" | "tie" | None (unparsed)
+    len_a: int = 0  # characters of the answers shown as A and B (for length-controlled win rates)
+    len_b: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Battle:
     consistent: bool  # both orders gave the same model-level outcome
     judge_name: str = ""
     dimension: str = ""
+    len_a: int = 0  # answer lengths of model_a and model_b
+    len_b: int = 0
 
 
 def _model_outcome(row: JudgmentRow) -> str | None:
@@ -56,11 +60,13 @@ def merge_orders(rows: Iterable[JudgmentRow], policy: str = "inconsistent_tie") 
     battles = []
     for (*_, x, y), group in grouped.items():
         outcomes = [o for o in (_model_outcome(r) for r in group) if o is not None]
-        category = group[0].category
+        first = group[0]
+        category = first.category
+        lengths = (first.len_a, first.len_b) if first.model_a == x else (first.len_b, first.len_a)
 
         def battle(outcome: str, weight: float, consistent: bool) -> Battle:
             winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")
-            return Battle(x, y, winner, weight, category, consistent, group[0].judge_name, group[0].dimension)
+            return Battle(x, y, winner, weight, category, consistent, first.judge_name, first.dimension, *lengths)
 
         if len(outcomes) == 2 and outcomes[0] == outcomes[1]:
             battles.append(battle(outcomes[0], 1.0, True))

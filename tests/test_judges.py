@@ -225,6 +225,8 @@ def test_baseline_mode_stores_win_rates_and_self_preference_is_measured(tmp_path
     rows = compute_ratings(store, suite)
     rates = {r.model: r.rating for r in rows if (r.method, r.dimension, r.category) == ("win_rate", "accuracy", "all")}
     assert rates == {"a": 0.0, "ccc": 1.0}  # vs bb: a is always shorter, ccc always longer
+    lc = {r.model: r for r in rows if (r.method, r.dimension, r.category) == ("lc_win_rate", "accuracy", "all")}
+    assert set(lc) == {"a", "ccc"} and all(0 <= r.rating <= 1 and r.battles == 5 for r in lc.values())
     assert self_preference(store, suite, "lenjudge") == {"ccc": 1.0}
 
 
