@@ -135,6 +135,8 @@ def ratings(suite: str = typer.Argument(..., help="Suite YAML file or built-in s
 def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder with mt_bench/ and pandalm/."),
                suite: Optional[str] = typer.Option(None, help="Also run this suite's first judge on MT-Bench pairs."),
                sample: int = typer.Option(40, help="MT-Bench human-voted pairs to judge (both orders each)."),
+               fastchat_judgments: Optional[Path] = typer.Option(
+                   None, help="A FastChat model_judgment/*_pair.jsonl file to score against the expert votes."),
                db: Path = DbOption) -> None:
     """Agreement of judges with human labels: released verdicts, human ceiling, and a live judge."""
     from harness.judge_eval import mt_bench_human_agreement, released_pandalm_reports
@@ -149,6 +151,12 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
     with_ties, without = mt_bench_human_agreement(data)
     console.print(f"MT-Bench turn 1, human vs human (experts): {with_ties.rate:.1%} with ties "
                   f"({with_ties.agree}/{with_ties.total}), {without.rate:.1%} without ({without.agree}/{without.total})")
+    if fastchat_judgments:
+        from harness.judge_eval import fastchat_file_agreement
+
+        for judge, (w, wo) in fastchat_file_agreement(fastchat_judgments, data).items():
+            console.print(f"{judge} ({fastchat_judgments.name}) vs experts: {w.rate:.1%} with ties ({w.agree}/{w.total}), "
+                          f"{wo.rate:.1%} without ({wo.agree}/{wo.total})")
     if suite:
         from harness.config import load_suite
         from harness.judge_eval import run_judge_on_mt_bench

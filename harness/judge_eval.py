@@ -20,6 +20,7 @@ from judges.meta import (
     Vote,
     classification_report,
     fastchat_agreement,
+    load_fastchat_pair_judgments,
     load_gpt35_released,
     load_mt_bench_pairs_with_text,
     load_mt_bench_votes,
@@ -48,6 +49,19 @@ def mt_bench_human_agreement(data: Path) -> tuple[Agreement, Agreement]:
     """Human vs human on MT-Bench turn 1 (expert votes), with and without ties."""
     votes = load_mt_bench_votes(_require(data / "mt_bench" / "human_judgments_turn1_votes.jsonl"))
     return fastchat_agreement(votes, include_ties=True), fastchat_agreement(votes, include_ties=False)
+
+
+def fastchat_file_agreement(path: Path, data: Path) -> dict[str, tuple[Agreement, Agreement]]:
+    """Agreement with the MT-Bench expert votes of each judge in a FastChat pairwise judgment file
+    (`model_judgment/*_pair.jsonl`): published judges scored without running them."""
+    humans = load_mt_bench_votes(_require(data / "mt_bench" / "human_judgments_turn1_votes.jsonl"))
+    votes = load_fastchat_pair_judgments(_require(path))
+    result = {}
+    for judge in sorted({v.judge for v in votes}):
+        mine = [v for v in votes if v.judge == judge]
+        result[judge] = (fastchat_agreement(mine, humans, include_ties=True),
+                         fastchat_agreement(mine, humans, include_ties=False))
+    return result
 
 
 @dataclass

@@ -15,6 +15,8 @@ from harness.store.queries import now
 from harness.verdicts import JudgmentRow, merge_orders
 
 METHODS = ("bt", "elo")
+# Online Elo depends on battle order; the point estimate averages this many shuffled orders.
+ELO_ORDERS = 100
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ def compute_ratings(store: Store, suite: Suite) -> list[RatingRow]:
             chosen = [b for b in group if category in ("all", b.category)]
             rated = battles_from_rows([(b.model_a, b.model_b, b.winner) for b in chosen], [b.weight for b in chosen])
             for method in METHODS:
-                intervals = bootstrap(rated, rater=method, rounds=cfg.bootstrap_rounds, seed=cfg.seed, level=cfg.level)
+                extra = {"n_orders": ELO_ORDERS} if method == "elo" else {}
+                intervals = bootstrap(rated, rater=method, rounds=cfg.bootstrap_rounds, seed=cfg.seed,
+                                      level=cfg.level, **extra)
                 out += [RatingRow(judge, dimension, category, method, model, iv.point, iv.low, iv.high, iv.level,
                                   len(chosen)) for model, iv in intervals.items()]
             if suite.pairs.mode == "baseline":  # AlpacaEval-style: each model's win rate vs the baseline

@@ -88,3 +88,26 @@ def test_ratings_cli_prints_a_leaderboard_with_intervals(tmp_path, scripted):
     lines = [ln for ln in result.output.splitlines() if ln.strip().startswith(("│ a ", "│ bb "))]
     assert [ln.split()[1] for ln in lines] == ["bb", "a"]  # the length judge prefers bb
     assert re.search(r"\d+ \[\d+, \d+\]", lines[0])
+
+
+def test_a_fastchat_judgment_file_is_scored_against_the_experts(tmp_path, shared_data):
+    """A file that copies one expert's own votes (in FastChat's pair format, both games agreeing)
+    must agree with that expert; the CLI reports it per judge."""
+    import json
+
+    from judges.meta import load_mt_bench_votes
+
+    votes = [v for v in load_mt_bench_votes(shared_data / "mt_bench" / "human_judgments_turn1_votes.jsonl")
+             if v.judge == "expert_0"]
+    to_g = {"model_a": "model_1", "model_b": "model_2", "tie": "tie"}
+    path = tmp_path / "copycat_pair.jsonl"
+    path.write_text("".join(json.dumps({
+        "question_id": v.question_id, "model_1": v.model_a, "model_2": v.model_b, "g1_winner": to_g[v.winner],
+        "g2_winner": to_g[v.winner], "g1_judgment": "", "g2_judgment": "", "judge": ["copycat", "pair-v2"],
+        "turn": 1, "tstamp": 0}) + "\n" for v in votes))
+    result = runner.invoke(app, ["judge-eval", "--data", str(shared_data), "--fastchat-judgments", str(path)],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("copycat/pair-v2"))
+    agree, total = map(int, re.search(r"without \((\d+)/(\d+)\)", line).groups())
+    assert total > 0 and agree / total > 0.81  # above the human-human rate: it contains expert_0's own votes
