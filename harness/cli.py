@@ -172,10 +172,10 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
             result = run_judge_on_mt_bench(judge, data, sample)
         finally:
             judge.close()
+        w, wo = result.with_ties, result.without_ties
         console.print(f"judge {result.judge_name} on {result.pairs} MT-Bench pairs ({result.parsed_pairs} parsed in both "
-                      f"orders): {result.with_ties.rate:.1%} agreement with experts with ties "
-                      f"({result.with_ties.agree}/{result.with_ties.total}), {result.without_ties.rate:.1%} without "
-                      f"({result.without_ties.agree}/{result.without_ties.total})")
+                      f"orders): {_pct(w.rate if w.total else None)} agreement with experts with ties "
+                      f"({w.agree}/{w.total}), {_pct(wo.rate if wo.total else None)} without ({wo.agree}/{wo.total})")
         if db.exists():
             rel = judge_reliability(Store(db), result.judge_name)
             console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, parse failures "
