@@ -106,7 +106,7 @@ def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress) 
         with store.write() as con:
             q.insert_judgments(con, rows)
         stats.judged += len(batch)
-        stats.unparsed += sum(not next(iter(out.values())).parsed for out in outputs)
+        stats.unparsed += sum(not all(o.parsed for o in out.values()) for out in outputs)
         progress.advance(len(batch))
     return stats
 

@@ -269,3 +269,17 @@ def test_single_grading_repeats_are_rows_of_their_own_and_average(tmp_path, scri
     again = GradeBackend()
     judge_suite(suite, store, "r2", judges={"grader": LLMJudge("grader", again, kind="single")})
     assert again.calls == 0
+
+
+def test_a_call_counts_as_unparsed_when_any_dimension_is(tmp_path, scripted):
+    class LanguageBlind(VerdictBackend):
+        def generate(self, conversations, params):
+            out = super().generate(conversations, params)
+            return [Completion("no idea") if "VERDICT-" in c[-1].content and " language: <" in c[-1].content
+                    else o for c, o in zip(conversations, out)]
+
+    store, suite = Store(tmp_path / "h.duckdb"), suite_of("a", "bb", limit=1)
+    generate(store, suite, scripted)
+    judge = LLMJudge("lenjudge", LanguageBlind(), dimension_mode="per_dimension", max_parse_retries=0)
+    summary = judge_suite(suite, store, "r1", judges={"lenjudge": judge})
+    assert summary.judges[0].judged == 2 and summary.judges[0].unparsed == 2  # accuracy parsed, language not
