@@ -87,10 +87,7 @@ def _print_reliability(suite_obj, store) -> None:
     for spec in suite_obj.judges:
         if spec.kind != "pairwise":
             continue
-        rel = judge_reliability(store, spec.name)
-        console.print(f"judge {rel.judge_name} reliability: parse failures {rel.parse_failure_rate:.1%}, "
-                      f"swap flips {_pct(rel.swap_flip_rate)}, position-A wins {_pct(rel.first_position_win_rate)}, "
-                      f"longer answer wins {_pct(rel.longer_answer_win_rate)}")
+        console.print(f"judge {spec.name} reliability: {_reliability(judge_reliability(store, spec.name))}")
 
 
 def _print_leaderboard(suite_obj, store) -> None:
@@ -149,14 +146,12 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
                                                     rep.macro_f1)), str(rep.n))
     console.print(table)
     with_ties, without = mt_bench_human_agreement(data)
-    console.print(f"MT-Bench turn 1, human vs human (experts): {with_ties.rate:.1%} with ties "
-                  f"({with_ties.agree}/{with_ties.total}), {without.rate:.1%} without ({without.agree}/{without.total})")
+    console.print(f"MT-Bench turn 1, human vs human (experts): {_agreement(with_ties, without)}")
     if fastchat_judgments:
         from harness.judge_eval import fastchat_file_agreement
 
         for judge, (w, wo) in fastchat_file_agreement(fastchat_judgments, data).items():
-            console.print(f"{judge} ({fastchat_judgments.name}) vs experts: {w.rate:.1%} with ties ({w.agree}/{w.total}), "
-                          f"{wo.rate:.1%} without ({wo.agree}/{wo.total})")
+            console.print(f"{judge} ({fastchat_judgments.name}) vs experts: {_agreement(w, wo)}")
     if suite:
         from harness.config import load_suite
         from harness.judge_eval import run_judge_on_mt_bench
@@ -172,21 +167,28 @@ def judge_eval(data: Path = typer.Option(Path("../shared/data"), help="Folder wi
             result = run_judge_on_mt_bench(judge, data, sample)
         finally:
             judge.close()
-        w, wo = result.with_ties, result.without_ties
         console.print(f"judge {result.judge_name} on {result.pairs} MT-Bench pairs ({result.parsed_pairs} parsed in both "
-                      f"orders): {_pct(w.rate if w.total else None)} agreement with experts with ties "
-                      f"({w.agree}/{w.total}), {_pct(wo.rate if wo.total else None)} without ({wo.agree}/{wo.total})")
+                      f"orders), agreement with experts: {_agreement(result.with_ties, result.without_ties)}")
         if db.exists():
             rel = judge_reliability(Store(db), result.judge_name)
-            console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, parse failures "
-                          f"{rel.parse_failure_rate:.1%}, swap flips {_pct(rel.swap_flip_rate)}, position-A wins "
-                          f"{_pct(rel.first_position_win_rate)}, longer answer wins {_pct(rel.longer_answer_win_rate)}")
+            console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, {_reliability(rel)}")
             for model, rate in self_preference(Store(db), suite_obj, result.judge_name).items():
                 console.print(f"self-preference: {model} (the judge's own model) wins {rate:.1%} under it")
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def _agreement(with_ties, without_ties) -> str:
+    """'63.0% with ties (454/721), 81.0% without (388/479)'; n/a where nothing was comparable."""
+    return ", ".join(f"{_pct(a.rate if a.total else None)} {label} ({a.agree}/{a.total})"
+                     for a, label in ((with_ties, "with ties"), (without_ties, "without")))
+
+
+def _reliability(rel) -> str:
+    return (f"parse failures {rel.parse_failure_rate:.1%}, swap flips {_pct(rel.swap_flip_rate)}, "
+            f"position-A wins {_pct(rel.first_position_win_rate)}, longer answer wins {_pct(rel.longer_answer_win_rate)}")
 
 
 @app.command()

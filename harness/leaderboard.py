@@ -94,7 +94,7 @@ def _length_controlled(judge, dimension, category, battles, baseline) -> list[Ra
         model_is_a = [b.model_a == model for b in mine]
         model_len = [b.len_a if a else b.len_b for b, a in zip(mine, model_is_a)]
         base_len = [b.len_b if a else b.len_a for b, a in zip(mine, model_is_a)]
-        score = [0.5 if b.winner == "tie" else float((b.winner == "model_a") == a) for b, a in zip(mine, model_is_a)]
+        score = [b.score_for(model) for b in mine]
         lc = length_controlled_win_rate(model_len, base_len, score)
         rows.append(RatingRow(judge, dimension, category, "lc_win_rate", model, lc.lc_win_rate / 100,
                               None, None, None, len(mine)))
@@ -150,7 +150,7 @@ def self_preference(store: Store, suite: Suite, judge_name: str) -> dict[str, fl
     result = {}
     for model in sorted(same):
         mine = [b for b in battles if model in (b.model_a, b.model_b)]
-        won = sum(b.weight * (0.5 if b.winner == "tie" else float(getattr(b, b.winner) == model)) for b in mine)
+        won = sum(b.weight * b.score_for(model) for b in mine)
         total = sum(b.weight for b in mine)
         if total:
             result[model] = won / total

@@ -152,11 +152,8 @@ def _run_model(spec, backend, suite, questions, store, run_id, progress) -> Mode
     for turn in range(1, max_turns + 1):
         pending = _plan_turn(questions, turn, history, fingerprint, suite)
         with store.read() as con:
-            cached = q.answer_texts(con, [p.answer_id for p in pending])
+            cached = _take_stored(con, pending, history)
         todo = [p for p in pending if p.answer_id not in cached]
-        for p in pending:
-            if p.answer_id in cached:
-                history[(p.question.set_name, p.question.question_id)].append(cached[p.answer_id])
         stats.planned += len(pending)
         stats.cached += len(pending) - len(todo)
         if todo:
@@ -181,6 +178,16 @@ def _plan_turn(questions, turn, history, fingerprint, suite) -> list[_Pending]:
         answer_id = answer_key(fingerprint, params, conversation)
         pending.append(_Pending(question, turn, conversation, params, answer_id))
     return pending
+
+
+def _take_stored(con, pending: list[_Pending], history) -> dict[str, str]:
+    """Texts of the planned answers already in the store; each one extends its question's history
+    so the next turn's conversation (and key) can be built."""
+    found = q.answer_texts(con, [p.answer_id for p in pending])
+    for p in pending:
+        if p.answer_id in found:
+            history[(p.question.set_name, p.question.question_id)].append(found[p.answer_id])
+    return found
 
 
 def _generate(backend, todo, fingerprint, run_id, store, stats, history, progress) -> None:
@@ -238,10 +245,9 @@ def stored_conversations(store: Store, suite: Suite, fingerprint: str, questions
     with store.read() as con:
         for turn in range(1, max_turns + 1):
             pending = _plan_turn(questions, turn, history, fingerprint, suite)
-            found = q.answer_texts(con, [p.answer_id for p in pending])
+            found = _take_stored(con, pending, history)
             for p in pending:
                 if p.answer_id in found:
                     key = (p.question.set_name, p.question.question_id)
-                    history[key].append(found[p.answer_id])
                     chains.setdefault(key, []).append((p.answer_id, found[p.answer_id]))
     return chains

@@ -44,6 +44,10 @@ class Battle:
     len_a: int = 0  # answer lengths of model_a and model_b
     len_b: int = 0
 
+    def score_for(self, model: str) -> float:
+        """1 if `model` won this battle, 0.5 for a tie, 0 if it lost."""
+        return 0.5 if self.winner == "tie" else float(getattr(self, self.winner) == model)
+
 
 def _model_outcome(row: JudgmentRow) -> str | None:
     """The winning model's name, 'tie', or None when unparsed."""

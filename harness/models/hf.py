@@ -89,6 +89,12 @@ class HFBackend:
         model.eval()
         self._model, self._tokenizer = model, tokenizer
 
+    def _adds_bos(self, texts: list[str]) -> bool:
+        """Whether the tokenizer should add BOS: templates that already start with it (Gemma's)
+        must not get a second one."""
+        tok = self._tokenizer
+        return not (bool(tok.bos_token) and texts[0].startswith(tok.bos_token))
+
     def _encode_texts(self, conversations: list[Conversation]) -> list[str]:
         return [
             self._tokenizer.apply_chat_template(
@@ -116,9 +122,7 @@ class HFBackend:
         import torch
 
         tok, model = self._tokenizer, self._model
-        # Templates that already start with BOS (Gemma's) must not get a second one.
-        has_bos = bool(tok.bos_token) and texts[0].startswith(tok.bos_token)
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not has_bos)
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=self._adds_bos(texts))
         eos_ids = model.generation_config.eos_token_id
         eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
         kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id)
@@ -163,9 +167,9 @@ class HFBackend:
         self._load()
         tok = self._tokenizer
         prompts = self._encode_texts(conversations)
-        has_bos = bool(tok.bos_token) and prompts[0].startswith(tok.bos_token)
+        add_bos = self._adds_bos(prompts)
         choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
-        encoded = [tok(p, add_special_tokens=not has_bos)["input_ids"] for p in prompts]
+        encoded = [tok(p, add_special_tokens=add_bos)["input_ids"] for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
         scores: list[list[float]] = [[]] * len(encoded)
         for start in range(0, len(order), self.spec.batch_size):
