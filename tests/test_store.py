@@ -35,6 +35,17 @@ EXPECTED_SCHEMA = {
     "ratings": ["computed_at TIMESTAMP", "suite_name VARCHAR", "judge_name VARCHAR", "dimension VARCHAR",
                 "category VARCHAR", "method VARCHAR", "model VARCHAR", "rating DOUBLE", "ci_low DOUBLE",
                 "ci_high DOUBLE", "level DOUBLE", "battles INTEGER", "merge_policy VARCHAR"],
+    # 003
+    "closed_tasks": ["result_key VARCHAR", "suite_name VARCHAR", "model VARCHAR", "model_fingerprint VARCHAR",
+                     "task VARCHAR", "task_hash VARCHAR", "task_version VARCHAR", "num_fewshot INTEGER",
+                     "n_samples INTEGER", "settings_json VARCHAR", "lm_eval_backend VARCHAR",
+                     "lm_eval_version VARCHAR", "output_type VARCHAR", "wall_s DOUBLE", "run_id VARCHAR",
+                     "created_at TIMESTAMP"],
+    "closed_metrics": ["result_key VARCHAR", "metric VARCHAR", "filter VARCHAR", "value DOUBLE",
+                       "stderr DOUBLE", "higher_is_better BOOLEAN"],
+    "closed_samples": ["result_key VARCHAR", "doc_id INTEGER", "filter VARCHAR", "prompt VARCHAR",
+                       "target VARCHAR", "responses VARCHAR[]", "filtered_response VARCHAR",
+                       "metrics MAP(VARCHAR, DOUBLE)"],
 }
 
 
