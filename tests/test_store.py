@@ -46,6 +46,16 @@ EXPECTED_SCHEMA = {
     "closed_samples": ["result_key VARCHAR", "doc_id INTEGER", "filter VARCHAR", "prompt VARCHAR",
                        "target VARCHAR", "responses VARCHAR[]", "filtered_response VARCHAR",
                        "metrics MAP(VARCHAR, DOUBLE)"],
+    # 004
+    "trained_models": ["model VARCHAR", "parent VARCHAR", "parent_fingerprint VARCHAR", "method VARCHAR",
+                       "finetune VARCHAR", "recipe_json VARCHAR", "data_source VARCHAR", "data_hash VARCHAR",
+                       "data_rows INTEGER", "base_model_path VARCHAR", "adapter_path VARCHAR",
+                       "merged_path VARCHAR", "steps INTEGER", "wall_s DOUBLE", "peak_rss_mb DOUBLE",
+                       "final_loss DOUBLE", "created_at TIMESTAMP"],
+    "training_log": ["model VARCHAR", "step INTEGER", "name VARCHAR", "value DOUBLE"],
+    "parent_comparisons": ["model VARCHAR", "parent VARCHAR", "suite_name VARCHAR", "judge_name VARCHAR",
+                           "dimension VARCHAR", "method VARCHAR", "delta DOUBLE", "ci_low DOUBLE",
+                           "ci_high DOUBLE", "computed_at TIMESTAMP"],
 }
 
 
