@@ -1,1 +1,1 @@
-"""app: filled in by later issues."""
+"""The Streamlit app: `harness app` runs app/main.py. Reads only through harness.views."""

@@ -23,6 +23,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Alignment evaluation harness: generate, judge, rate, train, browse.")
 db_app = typer.Typer(no_args_is_help=True, help="Inspect the DuckDB store.")
 app.add_typer(db_app, name="db")
+from harness.cli_closed import closed_app  # noqa: E402 (lm-eval is imported only when a task runs)
+
+app.add_typer(closed_app, name="closed")
+from harness.cli_train import lineage, train_app  # noqa: E402 (torch/trl load inside the commands)
+
+app.add_typer(train_app, name="train")
+app.command("lineage")(lineage)
 console = Console()
 DbOption = typer.Option(DEFAULT_DB, "--db", help="DuckDB file (created if missing).")
 
@@ -52,7 +59,7 @@ class RichProgress:
 @app.command()
 def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name (quickstart)."),
         db: Path = DbOption) -> None:
-    """Generate every missing answer of a suite and store it."""
+    """Generate every missing answer of a suite, judge and rate them, run its closed-set tasks."""
     from harness.config import load_suite
     from harness.runner import run_suite
     from harness.store import Store
@@ -79,6 +86,11 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
                           f"{j.unparsed} unparsed")
         _print_leaderboard(suite_obj, store)
         _print_reliability(suite_obj, store)
+    if suite_obj.closed_set:
+        from harness.cli_closed import run_and_print
+        from harness.config import resolve_suite_path
+
+        run_and_print(suite_obj, base_dir, store, str(resolve_suite_path(suite)))
 
 
 def _print_reliability(suite_obj, store) -> None:
@@ -274,6 +286,11 @@ def db_info(db: Path = DbOption) -> None:
         for r in runs:
             table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()))
         console.print(table)
+
+
+from harness.cli_app import app_command  # noqa: E402 (streamlit is imported only by the subprocess)
+
+app.command("app")(app_command)
 
 
 def _interrupt(signum, frame) -> None:

@@ -123,6 +123,51 @@ class SetSpec(_Strict):
     """Keep only these categories."""
 
 
+class ClosedTaskSpec(_Strict):
+    """One closed-set benchmark, run through lm-evaluation-harness against every model of the suite.
+
+    Three ways to name it: an lm-eval registry task (`task` alone, needs its data to be reachable),
+    a folder of lm-eval task YAMLs (`include`), or one of the harness's templates over your own
+    JSONL file (`template` + `data`).
+    """
+
+    task: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """lm-eval task name; with `template`, the name the generated task gets."""
+    template: Literal["multiple_choice", "numeric"] | None = None
+    """multiple_choice: question + lettered choices, scored by loglikelihood (MMLU's format);
+    numeric: free-form answer, last number exact-matched (GSM8K's format)."""
+    data: str | None = None
+    """JSONL file for `template`; relative paths resolve against the suite file's folder;
+    `builtin:NAME` is a file shipped with the harness (builtin:quickstart_knowledge)."""
+    fields: dict[str, str] = {}
+    """Template field -> your data's field, e.g. {answer: final_answer}. Template fields:
+    question, choices, answer (multiple_choice); question, answer (numeric)."""
+    include: str | None = None
+    """Folder of lm-eval task YAMLs that defines `task` (relative to the suite file's folder)."""
+    num_fewshot: int | None = Field(None, ge=0)
+    """Few-shot examples per prompt (default: the task's own setting, else 0)."""
+    limit: int | None = Field(None, ge=1)
+    """Evaluate only the first N documents."""
+    batch_size: int | None = Field(None, ge=1)
+    """Batch size for lm-eval (default: the model spec's batch_size, or 1)."""
+    apply_chat_template: bool = False
+    """Wrap prompts in the model's chat template (lm-eval's --apply_chat_template)."""
+    max_gen_toks: int = Field(256, ge=1)
+    """Generation budget of the numeric template (generate_until tasks)."""
+    models: list[str] | None = None
+    """Run only for these suite models (default: all)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ClosedTaskSpec":
+        if self.template and not self.data:
+            raise ValueError("a template needs `data`: the JSONL file to fill it with")
+        if self.data and not self.template:
+            raise ValueError("`data` is used only with `template` (multiple_choice or numeric)")
+        if self.template and self.include:
+            raise ValueError("use either `template` + `data` or `include`, not both")
+        return self
+
+
 class GenerationConfig(_Strict):
     """Generation parameters: one default, overridable per question category."""
 
@@ -195,8 +240,10 @@ class Suite(_Strict):
     """Suite name, stored with every run."""
     models: list[ModelSpec] = Field(min_length=1)
     """Candidate models."""
-    sets: list[SetSpec] = Field(min_length=1)
+    sets: list[SetSpec] = []
     """Open-set benchmarks every model answers."""
+    closed_set: list[ClosedTaskSpec] = []
+    """Closed-set benchmarks run through lm-evaluation-harness."""
     generation: GenerationConfig = GenerationConfig()
     """Sampling settings."""
     judges: list[JudgeSpec] = []
@@ -209,6 +256,12 @@ class Suite(_Strict):
     @model_validator(mode="after")
     def _baseline_is_a_model(self) -> "Suite":
         names = {m.name for m in self.models}
+        if not self.sets and not self.closed_set:
+            raise ValueError("a suite needs `sets` (open-set benchmarks) or `closed_set` tasks")
+        for i, task in enumerate(self.closed_set):
+            unknown = sorted(set(task.models or []) - names)
+            if unknown:
+                raise ValueError(f"closed_set[{i}].models names {', '.join(unknown)}, not a suite model")
         if self.pairs.mode == "baseline" and self.pairs.baseline not in names:
             raise ValueError(f"pairs.baseline must be one of the suite's models ({', '.join(sorted(names))})")
         if self.pairs.mode == "sample" and not self.pairs.budget:
@@ -230,14 +283,19 @@ BUILTIN_SUITES = Path(__file__).parent / "suites"
 
 def resolve_suite_path(name_or_path: str) -> Path:
     """A path to a YAML file, or the name of a built-in suite (e.g. `quickstart`)."""
+    return resolve_named_yaml(name_or_path, BUILTIN_SUITES, "suite")
+
+
+def resolve_named_yaml(name_or_path: str, folder: Path, kind: str) -> Path:
+    """A path to a YAML file, or the stem of one shipped in `folder` (suites, recipes)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    builtin = BUILTIN_SUITES / f"{name_or_path}.yaml"
+    builtin = folder / f"{name_or_path}.yaml"
     if builtin.is_file():
         return builtin
-    known = ", ".join(sorted(p.stem for p in BUILTIN_SUITES.glob("*.yaml")))
-    raise ConfigError(f"{name_or_path}: no such file or built-in suite (built-in: {known})")
+    known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such file or built-in {kind} (built-in: {known})")
 
 
 def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
 
 import harness
 from harness.config import Suite
@@ -107,38 +108,46 @@ def run_suite(
     """
     progress = progress or _Silent()
     questions = load_questions(suite, base_dir)  # bad data fails here, before any model loads
-    run_id = uuid.uuid4().hex[:12]
-    summary = RunSummary(run_id=run_id, suite_name=suite.name, db_path=store.path)
-    started = time.perf_counter()
+    summary = RunSummary(run_id=uuid.uuid4().hex[:12], suite_name=suite.name, db_path=store.path)
     with store.write() as con:
         q.mark_dead_runs_interrupted(con)
         q.upsert_questions(con, questions)
-        q.start_run(con, run_id, suite.name, suite.model_dump_json(), harness.__version__, _git_sha())
-    status, error = "failed", None
-    try:
+    with recorded_run(store, summary.run_id, suite, progress, summary.totals) as record:
         for spec in suite.models:
             given = (backends or {}).get(spec.name)
             backend = given or create_backend(spec)
             try:
-                stats = _run_model(spec, backend, suite, questions, store, run_id, progress)
+                stats = _run_model(spec, backend, suite, questions, store, summary.run_id, progress)
             finally:
                 if given is None:
                     backend.close()
             summary.models.append(stats)
-        status = "finished"
+    summary.wall_s, summary.status = record["wall_s"], record["status"]
+    return summary
+
+
+@contextmanager
+def recorded_run(store: Store, run_id: str, suite: Suite, progress, totals: Callable[[], dict]) -> Iterator[dict]:
+    """A `runs` row from start to finish: finished, interrupted (Ctrl-C, SIGTERM) or failed, with
+    wall time and the counts `totals()` gives at the end. Shared by generation and closed-set runs."""
+    with store.write() as con:
+        q.start_run(con, run_id, suite.name, suite.model_dump_json(), harness.__version__, _git_sha())
+    record = {"status": "failed", "error": None, "wall_s": 0.0}
+    started = time.perf_counter()
+    try:
+        yield record
+        record["status"] = "finished"
     except KeyboardInterrupt:
-        status, error = "interrupted", "KeyboardInterrupt"
+        record.update(status="interrupted", error="KeyboardInterrupt")
         raise
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        record["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         progress.stop()
-        summary.wall_s = time.perf_counter() - started
-        summary.status = status
+        record["wall_s"] = time.perf_counter() - started
         with store.write() as con:
-            q.finish_run(con, run_id, status, summary.totals(), summary.wall_s, error)
-    return summary
+            q.finish_run(con, run_id, record["status"], totals(), record["wall_s"], record["error"])
 
 
 def _run_model(spec, backend, suite, questions, store, run_id, progress) -> ModelStats:

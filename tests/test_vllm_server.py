@@ -142,3 +142,60 @@ def test_prompt_judge_through_the_real_server_stores_both_orders_and_caches(vllm
     again = judge()
     judge_suite(suite, store, "r2", judges={"smol-judge": again})
     assert again.backend.stats["requests"] == 0
+
+
+# --- closed-set tasks (lm-eval) through the same server -------------------------------------------
+def closed_suite(spec, tasks):
+    from harness.config import Suite as SuiteModel
+
+    return SuiteModel(name="closed-vllm", models=[spec], closed_set=tasks)
+
+
+def test_closed_set_through_the_vllm_spec_generates_and_scores_loglikelihoods(vllm_backend, tmp_path,
+                                                                              smollm2_path, shared_data):
+    """vllm spec -> lm-eval local-completions against the running server: a generate_until task,
+    and a loglikelihood task (vLLM returns prompt logprobs with echo). Its accuracy matches the same
+    model run in process through lm-eval's hf model."""
+    from harness.closed import run_closed
+    from harness.config import ClosedTaskSpec, HFModelSpec
+    from harness.store.closed import closed_samples, closed_scores
+
+    data = shared_data / "closed_set"
+    tasks = [ClosedTaskSpec(task="gsm8k_sample", template="numeric", fields={"answer": "final_answer"},
+                            data=str(data / "gsm8k_test_with_final_answer.jsonl"), limit=3, max_gen_toks=32),
+             ClosedTaskSpec(task="mmlu_subset", template="multiple_choice",
+                            data=str(data / "mmlu_test_subset.jsonl"), limit=16)]
+    store = Store(tmp_path / "h.duckdb")
+    spec = VLLMModelSpec(name="smollm2-vllm", model=str(smollm2_path), kv_cache_gib=1, max_concurrency=8)
+    run_closed(closed_suite(spec, tasks), tmp_path, store, servers={spec.name: vllm_backend.server.base_url})
+    generated = closed_samples(store, "gsm8k_sample", "smollm2-vllm")
+    assert len(generated) == 3 and all(r["responses"][0].strip() for r in generated)
+    with store.read() as con:
+        assert {b for (b,) in con.execute("SELECT lm_eval_backend FROM closed_tasks").fetchall()} == {"local-completions"}
+
+    in_process = HFModelSpec(name="smollm2-hf", model=str(smollm2_path), batch_size=16)
+    run_closed(closed_suite(in_process, tasks[1:]), tmp_path, store)
+    served = closed_samples(store, "mmlu_subset", "smollm2-vllm")
+    local = closed_samples(store, "mmlu_subset", "smollm2-hf")
+    agree = sum(a["metrics"]["acc"] == b["metrics"]["acc"] for a, b in zip(served, local))
+    assert agree >= 15, f"vLLM and transformers loglikelihoods disagree on {16 - agree}/16 documents"
+    acc = {r["model"]: r["value"] for r in closed_scores(store) if r["task"] == "mmlu_subset"}
+    assert abs(acc["smollm2-vllm"] - acc["smollm2-hf"]) <= 1 / 16
+
+
+def test_closed_set_generate_until_through_a_chat_completions_endpoint(vllm_backend, tmp_path, shared_data):
+    """openai spec -> lm-eval local-chat-completions: generation works; prompts go as chat messages."""
+    from harness.closed import run_closed
+    from harness.config import ClosedTaskSpec
+    from harness.store.closed import closed_samples
+
+    task = ClosedTaskSpec(task="gsm8k_sample", template="numeric", fields={"answer": "final_answer"},
+                          data=str(shared_data / "closed_set" / "gsm8k_test_with_final_answer.jsonl"),
+                          limit=2, max_gen_toks=32)
+    store = Store(tmp_path / "h.duckdb")
+    run_closed(closed_suite(openai_spec(vllm_backend.server.base_url), [task]), tmp_path, store)
+    rows = closed_samples(store, "gsm8k_sample", "smollm2-openai")
+    assert len(rows) == 2 and all(r["responses"][0].strip() for r in rows)
+    with store.read() as con:
+        backend, settings = con.execute("SELECT lm_eval_backend, settings_json FROM closed_tasks").fetchone()
+    assert backend == "local-chat-completions" and '"apply_chat_template": true' in settings

@@ -38,13 +38,17 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_DB):
+    def __init__(self, path: str | Path = DEFAULT_DB, migrate: bool = True, lock_wait_s: float = LOCK_WAIT_S):
+        """migrate=False opens an existing file as it is, writing nothing (the app's viewing mode);
+        lock_wait_s bounds how long a read or write waits for another process's lock."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.migrate()
+        self.lock_wait_s = lock_wait_s
+        if migrate:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.migrate()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + self.lock_wait_s
         delay = 0.02
         while True:
             try:
@@ -52,7 +56,7 @@ class Store:
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise StoreBusyError(
-                        f"{self.path}: held by another process for {LOCK_WAIT_S:.0f} s: {exc}"
+                        f"{self.path}: held by another process for {self.lock_wait_s:.0f} s: {exc}"
                     ) from None
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.5)

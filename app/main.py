@@ -1,0 +1,43 @@
+"""Entry point: `harness app` runs `streamlit run app/main.py` with HARNESS_APP_DB set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` importable however streamlit is started
+
+from app.data import db_path, refresh  # noqa: E402
+from app.screens import annotate, answers, judges, leaderboard, pairwise, runs  # noqa: E402
+from harness import views  # noqa: E402
+from harness.store import StoreBusyError  # noqa: E402
+
+PAGES = [
+    st.Page(leaderboard.render, title="Leaderboard", url_path="leaderboard", default=True),
+    st.Page(pairwise.render, title="Pairwise", url_path="pairwise"),
+    st.Page(answers.render, title="Answers", url_path="answers"),
+    st.Page(judges.render, title="Judges", url_path="judges"),
+    st.Page(runs.render, title="Runs and lineage", url_path="runs"),
+    st.Page(annotate.render, title="Annotate", url_path="annotate"),
+]
+
+
+def main() -> None:
+    st.set_page_config(page_title="alignment-harness", layout="wide")
+    page = st.navigation(PAGES)
+    st.sidebar.caption(f"Database: `{db_path()}`")
+    if st.sidebar.button("Refresh data"):
+        refresh()
+    try:
+        problem = views.schema_problem(views.open_for_viewing(db_path(), lock_wait_s=0.5))
+    except StoreBusyError:
+        problem = None  # a run holds the file right now: the pages show their last data
+    if problem:
+        st.error(problem)
+        st.stop()
+    page.run()
+
+
+main()

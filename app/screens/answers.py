@@ -1,0 +1,70 @@
+"""Answers: one question, two models side by side (every turn), every judge's verdicts in both
+orders with their reasons and raw outputs; search by text, filter by disagreement."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app.data import load
+from app.filters import options, pick
+
+
+def render() -> None:
+    st.title("Answers")
+    opts = options()
+    set_name = pick("Set", opts["sets"], "f_set")
+    search = st.text_input("Search question or answer text", key="a_search")
+    only = st.toggle("Only where judges disagree or flip under swap", key="a_disagree")
+    found = load("questions", set_name, search.strip(), only)
+    if not found:
+        st.info("No judged question matches.")
+        return
+    labels = {f"{q['set_name']}/{q['question_id']}": q for q in found}
+    key = st.selectbox(f"Question ({len(found)} found)", list(labels), key="a_question",
+                       format_func=lambda k: f"{k} · {labels[k]['category']} · {_flags(labels[k])} · "
+                                             f"{labels[k]['first_turn'][:70]}")
+    q = labels[key]
+    pairs = load("question_pairs", q["set_name"], q["question_id"])
+    if not pairs:
+        st.info("No pairwise judgment of this question.")
+        return
+    x, y = st.selectbox("Models", pairs, key="a_pair", format_func=lambda p: f"{p[0]}  vs  {p[1]}")
+    conv = load("conversation", q["set_name"], q["question_id"], x, y)
+    _side_by_side(conv, x, y)
+    _verdicts(conv, x, y)
+
+
+def _flags(q: dict) -> str:
+    flags = [name for name, on in (("swap flip", q["swap_inconsistent"]), ("judges disagree", q["judges_disagree"]))
+             if on]
+    return ", ".join(flags) or "consistent"
+
+
+def _side_by_side(conv, x: str, y: str) -> None:
+    st.caption(f"Category: {conv.category}")
+    for t, prompt in enumerate(conv.turns, start=1):
+        st.markdown(f"**Turn {t}: user**")
+        st.info(prompt)
+        cols = st.columns(2)
+        for col, model in zip(cols, (x, y)):
+            with col:
+                st.markdown(f"**{model}**")
+                texts = conv.answers.get(model, [])
+                st.text(texts[t - 1] if len(texts) >= t else "(not judged at this turn)")
+
+
+def _verdicts(conv, x: str, y: str) -> None:
+    st.subheader("Verdicts")
+    if not conv.judgments:
+        st.caption("No verdicts.")
+        return
+    df = pd.DataFrame(conv.judgments)
+    df["order"] = [f"{a} shown first" for a in df["shown_first"]]
+    df["winner"] = df["winner"].fillna("(unparsed)")
+    st.dataframe(df[["turn", "judge", "dimension", "order", "verdict", "winner", "status", "attempts"]],
+                 hide_index=True)
+    for (turn, judge, first), group in df.groupby(["turn", "judge", "shown_first"], sort=True):
+        verdicts = ", ".join(f"{r.dimension}: {r.winner}" for r in group.itertuples())
+        with st.expander(f"turn {turn} · {judge} · {first} first · {verdicts}"):
+            st.text(group["raw_output"].iloc[0])

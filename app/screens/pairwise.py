@@ -1,0 +1,45 @@
+"""Pairwise: win-rate matrix, battle counts, per-category breakdown (both orders merged in SQL)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import charts
+from app.data import load
+from app.filters import judge_and_dimension, options, pick
+
+
+def render() -> None:
+    st.title("Pairwise")
+    opts = options()
+    judge, dimension = judge_and_dimension(opts)
+    set_name = pick("Set", opts["sets"], "f_set")
+    category = pick("Category", opts["categories"], "f_category")
+    if judge is None:
+        st.info("No judge has run yet: add `judges:` to a suite and `harness run` it.")
+        return
+    matrix = pd.DataFrame(load("pairwise_matrix", judge, dimension, set_name, category))
+    if matrix.empty:
+        st.info("No battles with both orders parsed for these filters.")
+        return
+    order = (matrix.groupby("model").apply(lambda g: (g.wins.sum() + 0.5 * g.ties.sum()) / g.battles.sum(),
+                                           include_groups=False).sort_values(ascending=False).index.tolist())
+    st.caption(f"Judge {judge}, dimension {dimension}: each battle merges the two orders (orders that disagree "
+               "count as a tie). Rows: the model; columns: its opponent; ties count half.")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Win rate of row vs column")
+        st.altair_chart(charts.heatmap(matrix, "opponent", "model", "win_rate", domain=(0, 1), order=order,
+                                       title="win rate"), width="content")
+    with right:
+        st.subheader("Battles")
+        st.altair_chart(charts.heatmap(matrix, "opponent", "model", "battles", fmt="d", scheme="greys",
+                                       order=order, title="battles"), width="content")
+    st.subheader("Per category: win rate against all opponents")
+    by_cat = pd.DataFrame(load("category_breakdown", judge, dimension, set_name))
+    if by_cat.empty:
+        st.caption("No categories.")
+    else:
+        st.altair_chart(charts.heatmap(by_cat, "category", "model", "win_rate", domain=(0, 1), title="win rate")
+                        .encode(y=charts.alt.Y("model:N", sort=order, title=None)))

@@ -1,0 +1,143 @@
+"""`harness train sft|dpo RECIPE [--then-eval SUITE]` and `harness lineage MODEL`.
+
+Each command parses, calls one function of `trainers`, and renders. Nothing here imports torch,
+trl or peft at import time: `harness --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from harness.store import DEFAULT_DB
+
+train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a model (TRL + peft), register it with its lineage, "
+                                                   "optionally evaluate it against its parent.")
+console = Console()
+DbOption = typer.Option(DEFAULT_DB, "--db", help="DuckDB file: mined data comes from it, the new model goes in it.")
+ThenEvalOption = typer.Option(None, "--then-eval", help="Suite YAML (or built-in name) to evaluate the new model "
+                                                         "with, beside its parent.")
+RecipeArg = typer.Argument(..., help="Recipe YAML file, or a shipped recipe name (trainers/recipes/).")
+
+
+@train_app.command("sft")
+def sft(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
+    """Supervised fine-tuning (LoRA or full) on chat JSONL or the store's best-rated answers."""
+    from harness.store import Store
+    from trainers import train_sft
+
+    store = Store(db)
+    _render_training(train_sft(recipe, store))
+    if then_eval:
+        _then_eval(recipe, then_eval, store)
+
+
+@train_app.command("dpo")
+def dpo(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
+    """DPO (LoRA or full) on (prompt, chosen, rejected) JSONL or pairs mined from the store's verdicts."""
+    from harness.store import Store
+    from trainers import train_dpo
+
+    store = Store(db)
+    _render_training(train_dpo(recipe, store))
+    if then_eval:
+        _then_eval(recipe, then_eval, store)
+
+
+@train_app.command("eval")
+def eval_(model: str = typer.Argument(..., help="A trained model's name (as in its recipe)."),
+          suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
+          db: Path = DbOption) -> None:
+    """Evaluate an already trained model beside its parent (what --then-eval does after training)."""
+    from harness.store import Store
+
+    _render_eval(model, suite, Store(db))
+
+
+def _fmt(values: list[float]) -> str:
+    return f"{values[0]:.3f} → {values[-1]:.3f}" if values else "-"
+
+
+def _render_training(result) -> None:
+    console.print(f"[bold]{result.name}[/bold] ← {result.parent} · {result.method} · {result.data_rows} rows · "
+                  f"{result.steps} steps · {result.s_per_step:.2f} s/step · wall {result.wall_s:.1f} s · "
+                  f"peak RSS {result.peak_rss_mb:.0f} MB")
+    console.print(f"loss {_fmt(result.curve('loss'))}")
+    if result.method == "dpo":
+        console.print(f"rewards/accuracies {_fmt(result.curve('rewards/accuracies'))} · "
+                      f"rewards/margins {_fmt(result.curve('rewards/margins'))}")
+    console.print(f"saved: {result.adapter_path or ''} {result.merged_path or ''}".rstrip())
+
+
+def _then_eval(recipe: str, suite: str, store) -> None:
+    from trainers import model_name_of
+
+    _render_eval(model_name_of(recipe), suite, store)
+
+
+def _render_eval(model: str, suite: str, store) -> None:
+    from harness.cli import RichProgress
+    from trainers import evaluate_against_parent
+
+    report = evaluate_against_parent(model, suite, store, progress=RichProgress())
+    if report.ratings:
+        _render_ratings(report)
+    table = Table(title=f"{report.model} vs parent {report.parent} · suite {report.suite.name}")
+    for col in ("judge", "dimension / task", "method", "delta", "CI", "battles / n"):
+        table.add_column(col, justify="right" if col in ("delta", "CI", "battles / n") else "left")
+    for c in report.comparisons:
+        ci = f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}]" if c.ci_low is not None else "-"
+        table.add_row(c.judge_name, c.dimension, c.method, f"{c.delta:+.3g}", ci, str(c.battles))
+    console.print(table if report.comparisons else "no judged battles or closed-set results to compare yet")
+
+
+def _render_ratings(report) -> None:
+    rows = [r for r in report.ratings if r.method == "bt"]
+    columns = sorted({(r.judge_name, r.dimension) for r in rows})
+    table = Table(title=f"leaderboard · {report.suite.name} · Bradley–Terry, "
+                        f"{int(report.suite.ratings.level * 100)}% bootstrap CIs")
+    table.add_column("model")
+    for judge, dimension in columns:
+        table.add_column(f"{judge}\n{dimension}", justify="right")
+    by_key = {(r.judge_name, r.dimension, r.model): r for r in rows}
+    for model in sorted({r.model for r in rows}):
+        cells = [by_key.get((j, d, model)) for j, d in columns]
+        table.add_row(model, *(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-" for r in cells))
+    console.print(table)
+
+
+def lineage(model: str = typer.Argument(..., help="Any model of the family: base, trained, or a descendant."),
+            db: Path = DbOption) -> None:
+    """Show a model's family tree: parents, methods, data, costs, loss, and deltas against the parent."""
+    from harness.store import Store
+    from trainers import lineage as lineage_of
+
+    root = lineage_of(Store(db), model)
+    tree = Tree(_label(root, model))
+    _add_children(tree, root, model)
+    console.print(tree)
+
+
+def _add_children(tree: Tree, node, highlight: str) -> None:
+    for child in node.children:
+        branch = tree.add(_label(child, highlight))
+        for c in child.comparisons:
+            ci = f" [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None else ""
+            branch.add(f"[dim]vs {c['parent']} · {c['suite_name']} · {c['judge_name']}/{c['dimension']} "
+                       f"{c['method']}: {c['delta']:+.3g}{ci}[/dim]")
+        _add_children(branch, child, highlight)
+
+
+def _label(node, highlight: str) -> str:
+    name = f"[bold]{node.name}[/bold]" if node.name == highlight else node.name
+    row = node.row
+    if row is None:
+        return name
+    steps = row["steps"] or 0
+    return (f"{name} · {row['method']}/{row['finetune']} · {row['data_rows']} rows ({row['data_hash'][:8]}) · "
+            f"{steps} steps · {row['wall_s']:.0f} s · peak {row['peak_rss_mb']:.0f} MB · loss {_fmt(node.losses)}")

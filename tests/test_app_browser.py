@@ -1,0 +1,245 @@
+"""The app in a real browser: `harness app` on stores filled by real `harness run` subprocesses,
+driven by headless Debian Chromium through Playwright. Screenshots land in $HARNESS_ARTIFACTS
+(default tests/artifacts/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium")]
+REPO = Path(__file__).resolve().parents[1]
+HARNESS = [str(Path(sys.executable).parent / "harness")] if (Path(sys.executable).parent / "harness").exists() \
+    else [sys.executable, "-m", "harness.cli"]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = {"": "Leaderboard", "pairwise": "Pairwise", "answers": "Answers", "judges": "Judges",
+         "runs": "Runs and lineage", "annotate": "Annotate"}
+LAST = {"": "Closed-set metrics", "pairwise": "Per category", "answers": "Verdicts", "judges": "Self-preference",
+        "runs": "Trained models", "annotate": "Queue"}  # text near each page's end: it has run that far
+
+
+def artifacts() -> Path:
+    out = Path(os.environ.get("HARNESS_ARTIFACTS", REPO / "tests" / "artifacts"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
+    """Poll a condition (not a fixed sleep); fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def harness_run(suite: Path, db: Path, **popen) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.Popen(HARNESS + ["run", str(suite), "--db", str(db)], env=env, cwd=REPO, **popen)
+
+
+def write_suite(path: Path, suite) -> Path:
+    path.write_text(yaml.safe_dump(suite.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def app_and_browser(db: Path, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    log = open(tmp_path / "app.log", "w")
+    proc = subprocess.Popen(HARNESS + ["app", "--db", str(db), "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(url) or proc.poll() is not None, 60, "harness app to listen")
+        assert proc.poll() is None, (tmp_path / "app.log").read_text()
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+                viewport={"width": 1400, "height": 1000})
+            try:
+                yield url, context.new_page()
+            finally:
+                context.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def open_page(page, url: str, path: str, shot: str | None = None):
+    """Go to a page, wait until Streamlit has finished running it and every chart has drawn."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/{path}")
+    expect(page.get_by_role("heading", name=PAGES[path], exact=True).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(LAST[path]).first).to_be_visible(timeout=60_000)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+    if shot:
+        page.screenshot(path=str(artifacts() / f"{shot}.png"), full_page=True)
+
+
+def settle(page) -> None:
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && [...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]')]"
+        "      .every(c => c.querySelector('canvas, svg'))", timeout=60_000)
+
+
+def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> None:
+    from playwright.sync_api import expect
+
+    open_page(page, url, "annotate")
+    field = page.get_by_label("Your name (verdicts are stored as judge human:<name>)")
+    field.fill(name)
+    field.press("Enter")
+    save = page.get_by_role("button", name="Save verdicts")
+    expect(save).to_be_visible(timeout=60_000)
+    groups = page.locator("[data-testid='stRadio']")
+    for i in range(groups.count()):
+        choice = groups.nth(i).get_by_role("radio", name="Response 1 is better")
+        choice.check(force=True)  # the input is visually hidden behind Streamlit's styled label
+        assert choice.is_checked()
+    if shot:  # not full_page: resizing the viewport re-mounts the form and clears its unsent choices
+        groups.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts() / f"{shot}.png"))
+    assert all(groups.nth(i).get_by_role("radio", name="Response 1 is better").is_checked()
+               for i in range(groups.count()))
+    save.click()
+    expect(page.get_by_text(f"as human:{name}")).to_be_visible(timeout=60_000)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def human_rows(db: Path, name: str) -> list[tuple]:
+    from harness.views import open_for_viewing
+
+    with open_for_viewing(db, lock_wait_s=30).read() as con:
+        return con.execute("SELECT dimension, verdict, model_a, model_b FROM judgments WHERE judge_name = ?",
+                           [f"human:{name}"]).fetchall()
+
+
+# --- the quickstart suite, real models ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def quickstart_db(tmp_path_factory) -> Path:
+    """`harness run` on the quickstart suite (both real models and the SmolLM2 judge), 4 questions.
+    HARNESS_QUICKSTART_DB names a store this fixture built before, to reuse it (it is copied)."""
+    from harness.config import load_suite
+
+    if os.environ.get("HARNESS_QUICKSTART_DB"):
+        return Path(os.environ["HARNESS_QUICKSTART_DB"])
+
+    suite, _ = load_suite("quickstart")
+    # 4 questions for CI time; the closed-set task (lm-eval, 32 documents) runs as in the real suite
+    suite = suite.model_copy(update={"sets": [suite.sets[0].model_copy(update={"limit": 4})]})
+    folder = tmp_path_factory.mktemp("quickstart")
+    db = folder / "quickstart.duckdb"
+    proc = harness_run(write_suite(folder / "quickstart4.yaml", suite), db, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
+    return db
+
+
+def test_every_page_in_chromium_and_an_annotation_lands_in_the_store(quickstart_db, tmp_path):
+    db = tmp_path / "browse.duckdb"
+    shutil.copy(quickstart_db, db)
+    with app_and_browser(db, tmp_path) as (url, page):
+        open_page(page, url, "", shot="leaderboard")
+        body = page.locator("[data-testid='stMain']").inner_text()
+        assert "smollm2-135m-instruct" in body and "gemma3-270m" in body
+        assert "quickstart_knowledge" in body  # closed-set (lm-eval) scores beside the ratings
+        for path in ("pairwise", "answers", "judges", "runs"):
+            open_page(page, url, path, shot=path)
+        annotate_in_browser(page, url, "tester", shot="annotate")
+        page.screenshot(path=str(artifacts() / "annotate-saved.png"), full_page=True)
+        rows = human_rows(db, "tester")
+        assert {r[0] for r in rows} == {"accuracy", "helpfulness", "language"}
+        assert {r[1] for r in rows} == {"A"}  # "Response 1" = the answer shown first = position A
+        assert {frozenset(r[2:]) for r in rows} == {frozenset({"smollm2-135m-instruct", "gemma3-270m"})}
+        open_page(page, url, "judges", shot="judges-after-annotation")
+        assert "tester" in page.locator("[data-testid='stMain']").inner_text() or \
+            page.locator("[data-testid='stVegaLiteChart']").count() >= 3
+
+
+# --- browsing while `harness run` writes ------------------------------------------------------------
+def tiny_suite(name: str, model: Path, limit: int, max_new_tokens: int):
+    from harness.config import Suite
+
+    return Suite.model_validate({
+        "name": name,
+        "models": [{"name": "tiny-a", "backend": "hf", "model": str(model), "threads": 1},
+                   {"name": "tiny-b", "backend": "hf", "model": str(model), "dtype": "bfloat16", "threads": 1}],
+        "sets": [{"name": "quickstart", "limit": limit}],
+        "generation": {"default": {"max_new_tokens": max_new_tokens, "temperature": 0.0}},
+        "judges": [{"name": "tiny-judge", "style": "pandalm", "decode": "choice", "dimensions": ["accuracy", "helpfulness"],
+                    "model": {"name": "tiny-judge-model", "backend": "hf", "model": str(model), "threads": 1}}],
+        "ratings": {"bootstrap_rounds": 100},
+    })
+
+
+def test_browsing_and_annotating_while_harness_run_writes(tiny_model_path, tmp_path):
+    from harness.views import open_for_viewing, runs
+
+    db = tmp_path / "live.duckdb"
+    first = harness_run(write_suite(tmp_path / "first.yaml", tiny_suite("live", tiny_model_path, 3, 16)), db,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    with app_and_browser(db, tmp_path) as (url, page):
+        open_page(page, url, "", shot="live-before-run")
+        log = open(tmp_path / "run.log", "w")
+        second = harness_run(write_suite(tmp_path / "second.yaml", tiny_suite("live", tiny_model_path, 20, 192)), db,
+                             stdout=log, stderr=subprocess.STDOUT)
+        try:
+            store = open_for_viewing(db, lock_wait_s=30)
+            running = lambda: [r for r in runs(store) if r["status"] == "running"]  # noqa: E731
+            run_id = wait_until(running, 120, "the second run to start")[0]["run_id"]
+            for path in ("pairwise", "answers", "runs", ""):
+                open_page(page, url, path, shot=f"live-during-{path or 'leaderboard'}")
+            annotate_in_browser(page, url, "live", shot="live-during-annotate")
+            status_after_save = next(r["status"] for r in runs(store) if r["run_id"] == run_id)
+            assert human_rows(db, "live"), "the annotation was not stored"
+            assert status_after_save == "running", "the run ended before the annotation was saved: make it longer"
+            assert second.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        finally:
+            if second.poll() is None:
+                second.terminate()
+                second.wait(timeout=60)
+            log.close()
+        assert next(r["status"] for r in runs(store) if r["run_id"] == run_id) == "finished"
+        page.get_by_role("button", name="Refresh data").click()
+        open_page(page, url, "runs", shot="live-after-run")
+        open_page(page, url, "", shot="live-after-leaderboard")
