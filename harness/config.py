@@ -133,15 +133,16 @@ class ClosedTaskSpec(_Strict):
 
     task: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     """lm-eval task name; with `template`, the name the generated task gets."""
-    template: Literal["multiple_choice", "numeric"] | None = None
-    """multiple_choice: question + lettered choices, scored by loglikelihood (MMLU's format);
+    template: Literal["multiple_choice", "cloze", "numeric"] | None = None
+    """multiple_choice: question + lettered choices, the letter scored by loglikelihood (MMLU's
+    format); cloze: each choice's own text scored (ARC's format; small models show signal here);
     numeric: free-form answer, last number exact-matched (GSM8K's format)."""
     data: str | None = None
     """JSONL file for `template`; relative paths resolve against the suite file's folder;
     `builtin:NAME` is a file shipped with the harness (builtin:quickstart_knowledge)."""
     fields: dict[str, str] = {}
     """Template field -> your data's field, e.g. {answer: final_answer}. Template fields:
-    question, choices, answer (multiple_choice); question, answer (numeric)."""
+    question, choices, answer (multiple_choice, cloze); question, answer (numeric)."""
     include: str | None = None
     """Folder of lm-eval task YAMLs that defines `task` (relative to the suite file's folder)."""
     num_fewshot: int | None = Field(None, ge=0)

@@ -127,6 +127,7 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     field.press("Enter")
     save = page.get_by_role("button", name="Save verdicts")
     expect(save).to_be_visible(timeout=60_000)
+    settle(page)  # the rerun the name's Enter started must finish, or it re-mounts the form mid-choice
     groups = page.locator("[data-testid='stRadio']")
     for i in range(groups.count()):
         choice = groups.nth(i).get_by_role("radio", name="Response 1 is better")
@@ -174,13 +175,18 @@ def quickstart_db(tmp_path_factory) -> Path:
 
 
 def test_every_page_in_chromium_and_an_annotation_lands_in_the_store(quickstart_db, tmp_path):
+    from playwright.sync_api import expect
+
     db = tmp_path / "browse.duckdb"
     shutil.copy(quickstart_db, db)
     with app_and_browser(db, tmp_path) as (url, page):
-        open_page(page, url, "", shot="leaderboard")
+        open_page(page, url, "")
+        # the closed-set (lm-eval) scores beside the ratings: the page's last element, drawn last
+        expect(page.get_by_text("lm-eval tasks: quickstart_knowledge")).to_be_visible(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(artifacts() / "leaderboard.png"), full_page=True)
         body = page.locator("[data-testid='stMain']").inner_text()
         assert "smollm2-135m-instruct" in body and "gemma3-270m" in body
-        assert "quickstart_knowledge" in body  # closed-set (lm-eval) scores beside the ratings
         for path in ("pairwise", "answers", "judges", "runs"):
             open_page(page, url, path, shot=path)
         annotate_in_browser(page, url, "tester", shot="annotate")

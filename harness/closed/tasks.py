@@ -22,6 +22,7 @@ from harness.models.catalog import cache_root
 # Template field -> default data field. Users remap with `fields:`.
 TEMPLATE_FIELDS = {
     "multiple_choice": {"question": "question", "choices": "choices", "answer": "answer"},
+    "cloze": {"question": "question", "choices": "choices", "answer": "answer"},
     "numeric": {"question": "question", "answer": "answer"},
 }
 LOGLIKELIHOOD_TYPES = {"loglikelihood", "loglikelihood_rolling", "multiple_choice"}
