@@ -224,8 +224,9 @@ class PairsSpec(_Strict):
 class RatingSpec(_Strict):
     """How verdicts become ratings."""
 
-    merge: Literal["inconsistent_tie", "drop", "half"] = "inconsistent_tie"
-    """Both orders disagree: count a tie, drop the battle, or keep both as half-weight battles."""
+    merge: Literal["inconsistent_tie", "drop", "half", "calibrated"] = "inconsistent_tie"
+    """Both orders disagree: count a tie, drop the battle, or keep both as half-weight battles;
+    calibrated (likelihood-choice judges): decide by both orders' summed choice log-likelihoods."""
     bootstrap_rounds: int = Field(1000, ge=10)
     """Bootstrap resamples for confidence intervals."""
     level: float = Field(0.95, gt=0, lt=1)

@@ -13,6 +13,7 @@ from harness.ratings import battles_from_rows, bootstrap, length_controlled_win_
 from harness.store import Store
 from harness.store.queries import now
 from harness.verdicts import JudgmentRow, merge_orders
+from judges.parse import choice_logprobs
 
 METHODS = ("bt", "elo")
 # Online Elo depends on battle order; the point estimate averages this many shuffled orders.
@@ -42,14 +43,15 @@ def pairwise_rows(store: Store, suite: Suite) -> list[JudgmentRow]:
     with store.read() as con:
         rows = con.execute(
             "SELECT j.set_name, j.question_id, j.turn, q.category, j.judge_name, j.dimension, j.model_a,"
-            " j.model_b, CASE WHEN j.status = 'ok' THEN j.verdict END, length(aa.text), length(ab.text)"
+            " j.model_b, CASE WHEN j.status = 'ok' THEN j.verdict END, length(aa.text), length(ab.text),"
+            " CASE WHEN ? THEN j.raw_output END"
             " FROM judgments j JOIN questions q USING (set_name, question_id)"
             " JOIN answers aa ON aa.answer_id = j.answer_a JOIN answers ab ON ab.answer_id = j.answer_b"
             " WHERE j.kind = 'pairwise' AND list_contains(?, j.judge_name)"
             " AND list_contains(?, j.model_a) AND list_contains(?, j.model_b)",
-            [judges, models, models],
+            [suite.ratings.merge == "calibrated", judges, models, models],
         ).fetchall()
-    return [JudgmentRow(*r) for r in rows]
+    return [JudgmentRow(*r[:-1], choice_logprobs=choice_logprobs(r[-1])) for r in rows]
 
 
 def compute_ratings(store: Store, suite: Suite) -> list[RatingRow]:

@@ -5,6 +5,11 @@ the pair of rows for (X first, Y first) into model-level outcomes under one of t
   inconsistent_tie  orders disagree -> one tie (FastChat's rule)
   drop              orders disagree -> no battle
   half              each order is its own battle of weight 0.5 (agreeing orders add up to 1)
+  calibrated        for likelihood-choice judges: sum each outcome's log-likelihood over the two
+                    orders (X wins = P("1" | X first) and P("2" | X second)), which cancels a
+                    constant position bias (balanced position calibration, Wang et al. 2023, "Large
+                    Language Models are not Fair Evaluators"); rows without likelihoods merge as
+                    inconsistent_tie
 A battle with an order missing or unparsed counts only under `half` (its one order, weight 0.5).
 """
 
@@ -13,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-POLICIES = ("inconsistent_tie", "drop", "half")
+POLICIES = ("inconsistent_tie", "drop", "half", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class JudgmentRow:
     verdict: str | None  # "A" | "B" | "tie" | None (unparsed)
     len_a: int = 0  # characters of the answers shown as A and B (for length-controlled win rates)
     len_b: int = 0
+    choice_logprobs: tuple[float, float, float] | None = None  # log P("1"), P("2"), P("Tie"): choice judges
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,24 @@ def merge_orders(rows: Iterable[JudgmentRow], policy: str = "inconsistent_tie") 
             winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")
             return Battle(x, y, winner, weight, category, consistent, first.judge_name, first.dimension, *lengths)
 
-        if len(outcomes) == 2 and outcomes[0] == outcomes[1]:
+        calibrated = _calibrated_outcome(group, x, y) if policy == "calibrated" else None
+        if calibrated is not None:
+            battles.append(battle(calibrated, 1.0, len(outcomes) == 2 and outcomes[0] == outcomes[1]))
+        elif len(outcomes) == 2 and outcomes[0] == outcomes[1]:
             battles.append(battle(outcomes[0], 1.0, True))
         elif policy == "half":
             battles += [battle(o, 0.5, False) for o in outcomes]
-        elif len(outcomes) == 2 and policy == "inconsistent_tie":
+        elif len(outcomes) == 2 and policy in ("inconsistent_tie", "calibrated"):
             battles.append(battle("tie", 1.0, False))
     return battles
+
+
+def _calibrated_outcome(group: list[JudgmentRow], x: str, y: str) -> str | None:
+    """x, y or 'tie' by the two orders' summed choice log-likelihoods; None without both orders."""
+    x_first = [r for r in group if r.model_a == x and r.choice_logprobs]
+    y_first = [r for r in group if r.model_a == y and r.choice_logprobs]
+    if len(x_first) != 1 or len(y_first) != 1:
+        return None
+    (one_xy, two_xy, tie_xy), (one_yx, two_yx, tie_yx) = x_first[0].choice_logprobs, y_first[0].choice_logprobs
+    scores = {x: one_xy + two_yx, y: two_xy + one_yx, "tie": tie_xy + tie_yx}
+    return max(scores, key=scores.__getitem__)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import judges.prompts
 from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
-from judges.parse import PARSER_VERSION, parse_pairwise, parse_pandalm, parse_score
+from judges.parse import CHOICES, PARSER_VERSION, choice_output, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
 from harness.models.base import Conversation, GenerationParams, Message, ModelBackend, stable_hash
@@ -92,14 +92,8 @@ class LLMJudge:
         return outputs  # type: ignore[return-value]
 
     def _choose(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
-        choices = ("1", "2", "Tie")
-        scores = self.backend.score_choices([self._conversation(item, dims) for item in items], choices)
-        outputs = []
-        for item, row in zip(items, scores):
-            best = choices[max(range(len(choices)), key=row.__getitem__)]
-            raw = best + "\n(chosen by likelihood: " + ", ".join(f"{c}={s:.3f}" for c, s in zip(choices, row)) + ")"
-            outputs.append(self._parse(raw, item, dims, attempt=1))
-        return outputs
+        scores = self.backend.score_choices([self._conversation(item, dims) for item in items], CHOICES)
+        return [self._parse(choice_output(row), item, dims, attempt=1) for item, row in zip(items, scores)]
 
     def _conversation(self, item, dims: tuple[str, ...]) -> Conversation:
         if self.style == "pandalm":

@@ -48,3 +48,22 @@ def parse_pandalm(output: str) -> str | None:
         if line.strip():
             return {"1": "A", "2": "B", "tie": "tie"}.get(line.strip().lower())
     return None
+
+
+# --- likelihood-choice judges (decode: choice) ----------------------------------------------------
+CHOICES = ("1", "2", "Tie")
+_CHOICE_SCORES = re.compile(r"\(chosen by likelihood: 1=(\S+), 2=(\S+), Tie=(\S+)\)")
+
+
+def choice_output(scores: list[float]) -> str:
+    """The raw output stored for a choice judgment: the pick, then every choice's log-likelihood
+    (kept so the two orders can be calibrated against each other later)."""
+    best = CHOICES[max(range(len(CHOICES)), key=scores.__getitem__)]
+    return best + "\n(chosen by likelihood: " + ", ".join(f"{c}={s:.3f}" for c, s in zip(CHOICES, scores)) + ")"
+
+
+def choice_logprobs(raw_output: str | None) -> tuple[float, float, float] | None:
+    """(log P("1"), log P("2"), log P("Tie")) from a stored choice output, or None for other judges."""
+    match = _CHOICE_SCORES.search(raw_output or "")
+    return tuple(float(v) for v in match.groups()) if match else None  # type: ignore[return-value]
+

@@ -283,3 +283,28 @@ def test_a_call_counts_as_unparsed_when_any_dimension_is(tmp_path, scripted):
     judge = LLMJudge("lenjudge", LanguageBlind(), dimension_mode="per_dimension", max_parse_retries=0)
     summary = judge_suite(suite, store, "r1", judges={"lenjudge": judge})
     assert summary.judges[0].judged == 2 and summary.judges[0].unparsed == 2  # accuracy parsed, language not
+
+
+def test_calibrated_merge_decides_what_a_position_biased_choice_judge_cannot():
+    """Both orders pick "1" (position A): inconsistent, so a tie under FastChat's rule. Summing each
+    model's log-likelihood over both orders cancels the bias: y is preferred by 0.4 nats."""
+    from judges.parse import choice_logprobs, choice_output
+
+    x_first = choice_output([-0.1, -2.0, -5.0])  # as stored by a decode: choice judge
+    y_first = choice_output([-0.2, -2.5, -5.0])
+    assert x_first.startswith("1\n") and choice_logprobs(y_first) == (-0.2, -2.5, -5.0)
+    biased = [JudgmentRow("s", "q", 1, "math", "j", "accuracy", "x", "y", "A", choice_logprobs=choice_logprobs(x_first)),
+              JudgmentRow("s", "q", 1, "math", "j", "accuracy", "y", "x", "A", choice_logprobs=choice_logprobs(y_first))]
+    [tie] = merge_orders(biased, "inconsistent_tie")
+    [decided] = merge_orders(biased, "calibrated")
+    assert tie.winner == "tie"
+    # x wins: -0.1 ("1" with x first) + -2.5 ("2" with x second) = -2.6; y wins: -2.0 + -0.2 = -2.2
+    assert (decided.winner, decided.weight, decided.consistent) == ("model_b", 1.0, False)
+
+
+def test_calibrated_merge_without_likelihoods_falls_back_to_a_tie():
+    assert [(b.winner, b.weight) for b in merge_orders(rows("A", "A"), "calibrated")] == [("tie", 1.0)]
+    assert [b.winner for b in merge_orders(rows("A", "B"), "calibrated")] == ["model_a"]
+    from judges.parse import choice_logprobs
+
+    assert choice_logprobs("A\nno likelihoods here") is None

@@ -188,6 +188,22 @@ def test_mined_pairs_use_the_merged_winner_and_drop_contradictions(tmp_path, scr
         mine_pairs(store, StoreData(judge="someone-else"), where="where")
 
 
+def test_calibrated_mining_decides_position_biased_battles(tmp_path, scripted):
+    """q2's judge picked position A in both orders (no agreement), but its stored choice
+    log-likelihoods favour `good` once the orders are summed: calibrated mining makes it a pair."""
+    from judges.parse import choice_output
+
+    store = _judged_store(tmp_path, scripted)
+    with store.write() as con:
+        for first, scores in (("good", [-0.1, -2.0, -5.0]), ("bad", [-0.5, -1.0, -5.0])):
+            con.execute("UPDATE judgments SET raw_output = ? WHERE question_id = 'q2' AND model_a = ?",
+                        [choice_output(scores), first])
+    assert [p["question"] for p in mine_pairs(store, StoreData()).provenance] == ["q1"]
+    calibrated = mine_pairs(store, StoreData(calibrated=True))
+    assert [(p["question"], p["chosen_model"], p["votes"]) for p in calibrated.provenance] == [
+        ("q1", "good", 2), ("q2", "good", 2)]
+
+
 # --- bad recipes ---------------------------------------------------------------------------------------
 @pytest.fixture
 def no_weights(monkeypatch):

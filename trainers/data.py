@@ -18,6 +18,7 @@ from harness.models.base import stable_hash
 from harness.sets import read_jsonl
 from harness.store import Store
 from harness.verdicts import Battle, JudgmentRow, merge_orders
+from judges.parse import choice_logprobs
 from trainers.recipe import StoreData
 
 ROLES = {"system", "user", "assistant"}
@@ -114,32 +115,36 @@ def _judged_rows(store: Store, spec: StoreData) -> list[_Judged]:
         raw = con.execute(
             "SELECT j.set_name, j.question_id, j.turn, q.category, j.judge_name, j.dimension, j.model_a,"
             " j.model_b, CASE WHEN j.status = 'ok' THEN j.verdict END, j.answer_a, aa.text, aa.model_fingerprint,"
-            " j.answer_b, ab.text, ab.model_fingerprint, q.turns[1]"
+            " j.answer_b, ab.text, ab.model_fingerprint, q.turns[1], j.raw_output"
             " FROM judgments j JOIN questions q USING (set_name, question_id)"
             " JOIN answers aa ON aa.answer_id = j.answer_a JOIN answers ab ON ab.answer_id = j.answer_b"
             " WHERE j.kind = 'pairwise' AND j.turn = 1 ORDER BY j.set_name, j.question_id, j.judge_name").fetchall()
     out = []
-    for (set_name, qid, turn, cat, judge, dim, ma, mb, verdict, ida, texta, fpa, idb, textb, fpb, prompt) in raw:
+    for (set_name, qid, turn, cat, judge, dim, ma, mb, verdict, ida, texta, fpa, idb, textb, fpb, prompt,
+         raw_output) in raw:
         if current.get(ma) != fpa or current.get(mb) != fpb:
             continue  # an older version of the model: its answers are not the model's answers now
         if (spec.judge and judge != spec.judge) or (spec.dimensions and dim not in spec.dimensions):
             continue
         if (spec.models and not {ma, mb} <= set(spec.models)) or (spec.sets and set_name not in spec.sets):
             continue
-        row = JudgmentRow(set_name, qid, turn, cat, judge, dim, ma, mb, verdict, len(texta), len(textb))
+        row = JudgmentRow(set_name, qid, turn, cat, judge, dim, ma, mb, verdict, len(texta), len(textb),
+                          choice_logprobs(raw_output) if spec.calibrated else None)
         out.append(_Judged(row, (ida, texta), (idb, textb), prompt))
     return out
 
 
-def _battles(judged: list[_Judged], agreement: bool) -> tuple[list[tuple[tuple, Battle]], dict]:
+def _battles(judged: list[_Judged], spec: StoreData) -> tuple[list[tuple[tuple, Battle]], dict]:
     """(question, battle) for every merged battle. Battles do not name their question, so each
     question's rows are merged on their own. 'drop' keeps only battles whose two orders agree (the
-    merged winner); 'half' keeps each order as its own battle."""
+    merged winner); 'half' keeps each order as its own battle; 'calibrated' decides each battle by
+    both orders' summed choice log-likelihoods."""
+    policy = "calibrated" if spec.calibrated else "drop" if spec.agreement else "half"
     by_question: dict[tuple, list[JudgmentRow]] = {}
     for j in judged:
         by_question.setdefault((j.row.set_name, j.row.question_id), []).append(j.row)
     battles = [(question, b) for question, rows in by_question.items()
-               for b in merge_orders(rows, "drop" if agreement else "half")]
+               for b in merge_orders(rows, policy)]
     answers = {(j.row.set_name, j.row.question_id, m): a for j in judged
                for m, a in ((j.row.model_a, j.answer_a), (j.row.model_b, j.answer_b))}
     prompts = {(j.row.set_name, j.row.question_id): j.prompt for j in judged}
@@ -155,7 +160,7 @@ def mine_pairs(store: Store, spec: StoreData, limit: int | None = None, where: s
     """DPO pairs: each decided battle's winner is chosen, its loser rejected. A pair whose
     dimensions disagree on the winner is dropped; agreeing dimensions give one pair."""
     judged = _judged_rows(store, spec)
-    battles, lookup = _battles(judged, spec.agreement)
+    battles, lookup = _battles(judged, spec)
     directed: dict[tuple, int] = {}
     for question, b in battles:
         if b.winner == "tie":
@@ -178,7 +183,8 @@ def mine_pairs(store: Store, spec: StoreData, limit: int | None = None, where: s
         decided = sum(b.winner != "tie" for _, b in battles)
         raise DataError(f"{where}: data.store: 0 preference pairs after filtering ({len(judged)} judgment rows, "
                         f"{len(battles)} battles, {decided} with a winner{' in both orders' if spec.agreement else ''}"
-                        "): relax judge/dimensions/models, set agreement: false, or use a judge that decides")
+                        "): relax judge/dimensions/models, set calibrated: true (likelihood-choice judges), or use a judge"
+                        " that decides")
     return TrainingData(rows[:limit], _describe(spec), provenance[:limit])
 
 
@@ -186,7 +192,7 @@ def mine_best_answers(store: Store, spec: StoreData, limit: int | None = None, w
     """SFT rows: per question, the answer of the model with the most merged wins minus losses over
     its battles (all judges/dimensions passing the filters), if it leads by `min_net_wins`."""
     judged = _judged_rows(store, spec)
-    battles, lookup = _battles(judged, spec.agreement)
+    battles, lookup = _battles(judged, spec)
     net: dict[tuple, dict[str, float]] = {}
     for question, b in battles:
         scores = net.setdefault(question, {})

@@ -49,6 +49,10 @@ class StoreData(_Strict):
     agreement: bool = True
     """Keep a battle only when both orders picked the same winner (the merged verdict). false: each
     order's verdict counts on its own, so a position-biased judge yields contradicting pairs."""
+    calibrated: bool = False
+    """Merge the two orders by balanced position calibration (likelihood-choice judges, decode:
+    choice): each model's choice log-likelihoods are summed over both orders, which cancels a
+    constant position bias that leaves `agreement` with no pairs. Overrides `agreement`."""
     models: list[str] | None = None
     """Only battles between these stored model names (default: all)."""
     sets: list[str] | None = None
