@@ -81,7 +81,7 @@ def test_lineage_rows_and_the_stored_spec_runs_in_a_suite(trained):
     from harness.models.hf import HFBackend
     from harness.models.base import GenerationParams, Message
 
-    store, sft, dpo = trained["store"], trained["sft"], trained["dpo"]
+    store = trained["store"]
     with store.read() as con:
         rows = {r[0]: r for r in con.execute(
             "SELECT model, parent, method, finetune, data_rows, data_hash, steps, adapter_path, base_model_path"
