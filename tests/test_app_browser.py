@@ -130,9 +130,10 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     settle(page)  # the rerun the name's Enter started must finish, or it re-mounts the form mid-choice
     groups = page.locator("[data-testid='stRadio']")
     for i in range(groups.count()):
-        choice = groups.nth(i).get_by_role("radio", name="Response 1 is better")
-        choice.check(force=True)  # the input is visually hidden behind Streamlit's styled label
-        assert choice.is_checked()
+        # click the visible label, as a person does: force-checking the hidden input bypasses
+        # React's state, and the next re-render (under load, a resize) clears it again
+        groups.nth(i).get_by_text("Response 1 is better").click()
+        expect(groups.nth(i).get_by_role("radio", name="Response 1 is better")).to_be_checked()
     if shot:  # not full_page: resizing the viewport re-mounts the form and clears its unsent choices
         groups.first.scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts() / f"{shot}.png"))
