@@ -129,14 +129,14 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     expect(save).to_be_visible(timeout=60_000)
     settle(page)  # the rerun the name's Enter started must finish, or it re-mounts the form mid-choice
     groups = page.locator("[data-testid='stRadio']")
-    for i in range(groups.count()):
-        # click the visible label, as a person does: force-checking the hidden input bypasses
-        # React's state, and the next re-render (under load, a resize) clears it again
-        groups.nth(i).get_by_text("Response 1 is better").click()
-        expect(groups.nth(i).get_by_role("radio", name="Response 1 is better")).to_be_checked()
-    if shot:  # not full_page: resizing the viewport re-mounts the form and clears its unsent choices
+    if shot:  # before choosing: a screenshot can re-layout the page, which re-mounts the form and
+        # clears its unsent choices (Streamlit keeps them in the browser until submit)
         groups.first.scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts() / f"{shot}.png"))
+    for i in range(groups.count()):
+        # click the visible label, as a person does (the input itself is hidden behind it)
+        groups.nth(i).get_by_text("Response 1 is better").click()
+        expect(groups.nth(i).get_by_role("radio", name="Response 1 is better")).to_be_checked()
     assert all(groups.nth(i).get_by_role("radio", name="Response 1 is better").is_checked()
                for i in range(groups.count()))
     save.click()

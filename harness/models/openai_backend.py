@@ -48,6 +48,11 @@ def api_key_from_env(var: str | None, model_name: str) -> str:
     return key
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class OpenAIBackend:
     def __init__(self, spec, settings: RequestSettings | None = None):
         self.spec = spec
@@ -114,6 +119,8 @@ class OpenAIBackend:
                 if exc.status_code not in RETRY_STATUS:
                     break  # a 400/401/404 will not get better by asking again
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                if _being_cancelled():  # Ctrl-C cancels our tasks; the client reports it as a
+                    raise asyncio.CancelledError from exc  # connection error, which is not to retry
                 last_error = f"{type(exc).__name__}: {exc}"
             except (MalformedResponse, openai.APIResponseValidationError, ValueError) as exc:
                 last_error = f"malformed response: {str(exc)[:200]}"
