@@ -61,8 +61,12 @@ sets: [{{name: quickstart}}]
 generation: {{default: {{max_new_tokens: 48}}}}
 """)
     db = tmp_path / "h.duckdb"
+    # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. The test runner itself may
+    # have been started with SIGINT ignored (POSIX: `cmd &` in a non-interactive shell), and children
+    # inherit that, so the child gets the default back explicitly.
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--db", str(db)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and count_answers(db) < 1:
         time.sleep(0.2)  # polling for a condition (server up, first chunk stored), bounded
