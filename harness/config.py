@@ -303,6 +303,11 @@ def resolve_named_yaml(name_or_path: str, folder: Path, kind: str) -> Path:
 def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:
     """Parse and validate a suite; returns it with the folder relative paths resolve against."""
     path = resolve_suite_path(str(name_or_path))
+    return load_yaml_model(path, Suite, "'name', 'models', 'sets' at the top level"), path.parent
+
+
+def load_yaml_model(path: Path, model: type[BaseModel], top_level: str):
+    """YAML file -> pydantic model (suites, recipes); every error one line naming file and field."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -310,9 +315,9 @@ def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML: fix the syntax ({exc.__class__.__name__})")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'name', 'models', 'sets' at the top level")
+        raise ConfigError(f"{path}: expected a mapping with {top_level}")
     try:
-        return Suite.model_validate(raw), path.parent
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
 

@@ -12,10 +12,9 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.config import format_validation_error, resolve_named_yaml
+from harness.config import load_yaml_model, resolve_named_yaml
 from harness.errors import ConfigError, DataError
 
 BUILTIN_DATA = Path(__file__).parent / "data"
@@ -144,18 +143,7 @@ def resolve_recipe_path(name_or_path: str) -> Path:
 
 def parse_recipe(path: Path) -> Recipe:
     """YAML -> Recipe, with every error as one line naming the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML: fix the syntax ({exc.__class__.__name__})")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'name', 'base', 'data', 'output_dir'")
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
+    return load_yaml_model(path, Recipe, "'name', 'base', 'data', 'output_dir'")
 
 
 def data_path(recipe: Recipe, recipe_dir: Path, recipe_file: Path | str = "recipe") -> Path:
