@@ -1,6 +1,6 @@
 """Ratings and judge reliability, computed from stored judgment rows and stored back as rows.
 
-Everything here reads the store, calls pure functions (harness.verdicts, harness.ratings) and
+Everything here reads the store, calls pure functions (judges.merge, harness.ratings) and
 writes one `ratings` row per (judge, dimension, category, method, model).
 """
 
@@ -12,7 +12,7 @@ from harness.config import Suite
 from harness.ratings import battles_from_rows, bootstrap, length_controlled_win_rate, mean_grades, win_rate_against
 from harness.store import Store
 from harness.store.queries import now
-from harness.verdicts import JudgmentRow, merge_orders
+from judges.merge import JudgmentRow, merge_orders
 from judges.parse import choice_logprobs
 
 METHODS = ("bt", "elo")

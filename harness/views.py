@@ -405,7 +405,7 @@ def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category
     harness.leaderboard.pairwise_rows does (suite's models, one judge) and calls the same pure
     functions (merge_orders, battles_from_rows, bootstrap) with fewer bootstrap rounds."""
     from harness.ratings import battles_from_rows, bootstrap
-    from harness.verdicts import Battle, JudgmentRow, merge_orders
+    from judges.merge import Battle, JudgmentRow, merge_orders
 
     config = suite_config(store, suite)
     models = [m.name for m in config.models] if config else []

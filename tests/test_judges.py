@@ -11,7 +11,7 @@ from harness.judging import judge_suite, scheduled_pairs
 from harness.models.base import Completion
 from harness.runner import load_questions, run_suite
 from harness.store import Store
-from harness.verdicts import JudgmentRow, merge_orders
+from judges.merge import JudgmentRow, merge_orders
 from judges.base import PairItem
 from judges.llm import LLMJudge
 from judges.parse import parse_pairwise, parse_pandalm, parse_score

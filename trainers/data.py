@@ -17,7 +17,7 @@ from harness.errors import DataError
 from harness.models.base import stable_hash
 from harness.sets import read_jsonl
 from harness.store import Store
-from harness.verdicts import Battle, JudgmentRow, merge_orders
+from judges.merge import Battle, JudgmentRow, merge_orders
 from judges.parse import choice_logprobs
 from trainers.recipe import StoreData
 

@@ -107,7 +107,7 @@ def rating_deltas(store: Store, suite: Suite, model: str, parent: str) -> list[C
     model's head-to-head win rate against the parent (ties half) with a bootstrap CI."""
     from harness.leaderboard import pairwise_rows
     from harness.ratings import _bootstrap_bt, battles_from_rows
-    from harness.verdicts import merge_orders
+    from judges.merge import merge_orders
 
     cfg = suite.ratings
     groups: dict[tuple[str, str], list] = {}

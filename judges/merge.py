@@ -1,6 +1,7 @@
-"""From stored judgment rows to battles: merge the two orders of each pairwise judgment.
+"""Merge policies: from the two orders of a pairwise judgment to model-level battles.
 
-Pure functions over rows. A row's verdict is positional (A = the model shown first); merging turns
+Pure functions over rows; which rows count (current fingerprints, latest answers) is decided
+before they get here, by harness.battles. A row's verdict is positional (A = the model shown first); merging turns
 the pair of rows for (X first, Y first) into model-level outcomes under one of three policies:
   inconsistent_tie  orders disagree -> one tie (FastChat's rule)
   drop              orders disagree -> no battle
@@ -35,6 +36,8 @@ class JudgmentRow:
     len_a: int = 0  # characters of the answers shown as A and B (for length-controlled win rates)
     len_b: int = 0
     choice_logprobs: tuple[float, float, float] | None = None  # log P("1"), P("2"), P("Tie"): choice judges
+    answer_a: str = ""  # answer ids shown as A and B
+    answer_b: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Battle:
     dimension: str = ""
     len_a: int = 0  # answer lengths of model_a and model_b
     len_b: int = 0
+    set_name: str = ""  # the question and turn this battle was fought on
+    question_id: str = ""
+    turn: int = 0
+    answer_a: str = ""  # answer ids of model_a and model_b
+    answer_b: str = ""
 
     def score_for(self, model: str) -> float:
         """1 if `model` won this battle, 0.5 for a tie, 0 if it lost."""
@@ -71,12 +79,14 @@ def merge_orders(rows: Iterable[JudgmentRow], policy: str = "inconsistent_tie") 
     for (*_, x, y), group in grouped.items():
         outcomes = [o for o in (_model_outcome(r) for r in group) if o is not None]
         first = group[0]
-        category = first.category
-        lengths = (first.len_a, first.len_b) if first.model_a == x else (first.len_b, first.len_a)
+        x_is_a = first.model_a == x
+        lengths = (first.len_a, first.len_b) if x_is_a else (first.len_b, first.len_a)
+        answers = (first.answer_a, first.answer_b) if x_is_a else (first.answer_b, first.answer_a)
 
         def battle(outcome: str, weight: float, consistent: bool) -> Battle:
             winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")
-            return Battle(x, y, winner, weight, category, consistent, first.judge_name, first.dimension, *lengths)
+            return Battle(x, y, winner, weight, first.category, consistent, first.judge_name, first.dimension,
+                          *lengths, first.set_name, first.question_id, first.turn, *answers)
 
         calibrated = _calibrated_outcome(group, x, y) if policy == "calibrated" else None
         if calibrated is not None:
