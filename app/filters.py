@@ -23,6 +23,11 @@ def pick(label: str, values: list[str], key: str, with_all: bool = True) -> str 
     return None if value == ALL else value
 
 
+def suite(opts: dict) -> str | None:
+    """The suite whose judges, sets and merge policy every battle view uses (shared across pages)."""
+    return pick("Suite", opts["suites"], "f_suite", with_all=False)
+
+
 def judge_and_dimension(opts: dict, with_all_dimensions: bool = False) -> tuple[str | None, str | None]:
     llm = [j for j in opts["judges"] if not j.startswith("human:")]
     judge = pick("Judge", llm, "f_judge", with_all=False)

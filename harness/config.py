@@ -7,103 +7,31 @@ never a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
 
 from harness.errors import ConfigError
 from harness.models.base import GenerationParams
+from harness.models.registry import get_entry, kinds_text, kinds_where, validate_model_spec
+from harness.models.specs import (HFModelSpec, ModelSpecBase, OpenAIModelSpec, ReferenceModelSpec,  # noqa: F401
+                                  VLLMModelSpec)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _ModelSpecBase(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-    """Name the model is stored and shown under (letters, digits, . _ : / -)."""
-    model: str
-    """Catalog name (see `harness models`), a local HF folder, or a hub id (online only)."""
-    adapter: str | None = None
-    """Optional LoRA adapter folder (peft format) applied on top of `model`."""
-    chat_template: str | None = None
-    """Jinja chat template file overriding the tokenizer's own."""
+# The spec classes live with the backends (harness/models/specs.py) and are re-exported here, so
+# `from harness.config import HFModelSpec` keeps working.
+_ModelSpecBase = ModelSpecBase
 
-
-class HFModelSpec(_ModelSpecBase):
-    """A model run in this process with transformers on CPU."""
-
-    backend: Literal["hf"] = "hf"
-    """In-process transformers."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype; float32 is fastest on CPUs without bf16 units."""
-    batch_size: int = Field(16, ge=1)
-    """Conversations generated together (left padding)."""
-    threads: int | None = Field(None, ge=1)
-    """torch intra-op threads; unset keeps torch's default (all cores). Measured on 2 cores: 2
-    threads 145 tok/s vs 1 thread 85 when the machine is quiet, but 41 vs 80 when another process
-    keeps one core busy. Set 1 on a shared machine."""
-
-
-class OpenAIModelSpec(_ModelSpecBase):
-    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, transformers serve, ...)."""
-
-    backend: Literal["openai"] = "openai"
-    """Requests go through the `openai` client."""
-    base_url: str | list[str]
-    """Endpoint URL ending in /v1, or a list of replicas that requests are spread over."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the API key (the key itself is never stored)."""
-    revision: str = ""
-    """Free text that changes the fingerprint when the served weights change behind the same name."""
-    max_concurrency: int = Field(16, ge=1)
-    """Requests in flight at once (over all replicas)."""
-    timeout_s: float = Field(120.0, gt=0)
-    """Per-request timeout."""
-    max_retries: int = Field(5, ge=0)
-    """Retries on 429/5xx/timeouts/malformed replies, with jittered exponential backoff."""
-
-
-class VLLMModelSpec(_ModelSpecBase):
-    """A vLLM server the harness starts, supervises and stops itself."""
-
-    backend: Literal["vllm"] = "vllm"
-    """`python -m vllm.entrypoints.openai.api_server` on a free 127.0.0.1 port."""
-    dtype: str = "float32"
-    """--dtype; float32 on CPU (bf16 is slower there and changes greedy output)."""
-    max_model_len: int = Field(2048, ge=128)
-    """--max-model-len."""
-    tensor_parallel_size: int = Field(1, ge=1)
-    """--tensor-parallel-size."""
-    data_parallel_size: int = Field(1, ge=1)
-    """--data-parallel-size."""
-    kv_cache_gib: int = Field(2, ge=1)
-    """VLLM_CPU_KVCACHE_SPACE on CPU builds (else vLLM reserves most of RAM)."""
-    optimization_level: int = Field(0, ge=0, le=3)
-    """vLLM -O level. 0 skips compilation: CPU start-up ~40 s instead of ~225 s, ~10% less throughput."""
-    extra_args: list[str] = []
-    """More `vllm serve` arguments, passed through as they are."""
-    startup_timeout_s: float = Field(600.0, gt=0)
-    """How long to wait for GET /v1/models before giving up."""
-    max_concurrency: int = Field(16, ge=1)
-    """Requests in flight at once."""
-    timeout_s: float = Field(300.0, gt=0)
-    """Per-request timeout."""
-    max_retries: int = Field(3, ge=0)
-    """Retries per request."""
-
-
-class ReferenceModelSpec(_ModelSpecBase):
-    """Published outputs read from a file (e.g. AlpacaEval's reference model), used as a model."""
-
-    backend: Literal["reference"] = "reference"
-    """`model` is the path of the outputs file (JSON array or JSONL of {instruction, output})."""
-
-
-ModelSpec = Annotated[
-    Union[HFModelSpec, OpenAIModelSpec, VLLMModelSpec, ReferenceModelSpec], Field(discriminator="backend")
-]
+# A suite's model: the spec class of whichever registered kind `backend` names (built in, registered
+# at runtime or an installed plugin), chosen at validation time from the registry. Serialized as
+# its own class, not as the common base, so stored suite JSON keeps every field.
+ModelSpec = Annotated[ModelSpecBase, PlainValidator(validate_model_spec), SerializeAsAny()]
 
 
 class SetSpec(_Strict):
@@ -206,6 +134,16 @@ class JudgeSpec(_Strict):
     """Single grading: independent grades per answer (samples after the first use temperature 0.7)."""
     decode: Literal["generate", "choice"] = "generate"
     """generate: parse free text; choice (pandalm style, hf backend): pick 1 / 2 / Tie by likelihood."""
+
+    @model_validator(mode="after")
+    def _choice_needs_a_scorer(self) -> "JudgeSpec":
+        # Checked from the registry's capabilities, so the suite fails before any model loads.
+        entry = get_entry(self.model.backend)
+        if self.decode == "choice" and entry is not None and not entry.capabilities.score_choices:
+            able = kinds_where(lambda e: e.capabilities.score_choices)
+            raise ValueError(f"decode: choice needs a backend that can score choices ({kinds_text(able)}),"
+                             f" not {self.model.backend}: use decode: generate")
+        return self
 
 
 class PairsSpec(_Strict):
@@ -325,15 +263,19 @@ def load_yaml_model(path: Path, model: type[BaseModel], top_level: str):
 def format_validation_error(path: Path | str, exc: ValidationError) -> str:
     """First error as one line: file, dotted field, what is wrong, how to fix it."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("hf", "openai", "vllm", "reference"))
+    loc = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         fix = "remove it or fix its spelling"
     elif kind == "missing":
         fix = "add it"
-    elif kind == "union_tag_invalid":
-        fix = "use backend: hf, openai, vllm or reference"
+    elif kind == "union_tag_invalid":  # the kinds come from the backend registry, plugins included
+        fix = f"use backend: {kinds_text()}"
+    elif kind == "union_tag_not_found":
+        fix = f"add backend: {kinds_text()}"
+    elif kind == "backend_plugin_error":  # the plugin's message already says what to fix
+        fix = ""
     else:
         fix = f"got {err.get('input')!r}"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {loc or '<top>'}: {err['msg']}: {fix}{more}"
+    return f"{path}: {loc or '<top>'}: {err['msg']}{': ' + fix if fix else ''}{more}"

@@ -70,8 +70,11 @@ def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("
         judge = given or build_judge(spec)
         try:
             repeats = spec.repeats if judge.kind == "single" else 1
-            for sample in range(repeats):
-                current = judge if sample == 0 else judge.resampled(sample)
+            samples = [judge if sample == 0 else judge.resampled(sample) for sample in range(repeats)]
+            with store.write() as con:  # these fingerprints are now the judge's current ones (harness.battles)
+                q.register_judge(con, spec.name, [s.fingerprint() for s in samples], judge.kind,
+                                 spec.model_dump_json())
+            for current in samples:
                 summary.judges.append(_run_judge(current, suite, questions, chains, store, run_id, progress))
         finally:
             if given is None:
@@ -98,7 +101,7 @@ def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress) 
     stats.cached = len(calls) - len(todo)
     if todo:
         progress.start(f"judge {judge.name}", len(todo))
-    chunk = getattr(getattr(judge, "backend", None), "chunk_size", 16)
+    chunk = judge.chunk_size
     for start in range(0, len(todo), chunk):
         batch = todo[start : start + chunk]
         outputs = judge.judge([c.item for c in batch])
@@ -116,7 +119,7 @@ def _rows(call: _Call, outputs: dict[str, JudgeOutput], judge: Judge, fingerprin
         yield (stable_hash([call.call_id, dimension]), call.call_id, judge.name, fingerprint, judge.kind,
                call.set_name, call.item.question_id, call.item.turn, call.model_a, call.model_b,
                call.answer_a, call.answer_b, dimension, out.verdicts.get(dimension), out.score,
-               "ok" if out.parsed else "unparsed", out.attempts, out.raw, run_id)
+               "ok" if out.parsed else "unparsed", out.attempts, out.raw, run_id, *(out.choice_logprobs or (None,) * 3))
 
 
 def scheduled_pairs(suite: Suite, questions: list[Question]) -> list[tuple[Question, int, str, str]]:

@@ -1,26 +1,30 @@
-"""Read-only views over the store for the app: plain SQL, rows back as dicts.
+"""What the app reads: every number that comes from judgments comes from harness.battles, under
+the suite's own merge policy, so a page can never disagree with `harness ratings` or another page.
 
-Every function takes a Store (open it with `open_for_viewing`, which never migrates or writes) and
-returns list[dict] or small dataclasses. No streamlit and no pandas here: the app turns rows into
-charts. The one write, `save_human_verdicts`, stores a person's verdicts as judgments of judge
-`human:<name>`, so they flow through the same tables as every LLM judge.
+Every function takes a Store (open it with `open_for_viewing`, which never migrates or writes)
+and returns rows as dicts or small dataclasses; no streamlit and no pandas here. Battle views take
+the suite name as stored by its runs: its judges, sets and merge policy come from that config.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.battles import Selection, battles_fast, counted_rows, for_suite, human_rows
 from harness.config import Suite
-from harness.models.base import stable_hash
+from harness.leaderboard import rate, win_rate_of
 from harness.store import Store
+from harness.store import views as reads
+from harness.store.judge_eval import judge_eval_results  # noqa: F401 (the app's Judges page)
+from harness.store.ratings import latest_ratings  # noqa: F401 (the precomputed board)
+from harness.store.views import filter_options, lineage, question_pairs, runs  # noqa: F401
+from judges.merge import Battle
 
-HUMAN_PREFIX = "human:"
+HUMAN_PREFIX = reads.HUMAN_PREFIX
 APP_LOCK_WAIT_S = 2.0  # the app shows its last data rather than wait 30 s for a busy file
-_OUTCOME = ("CASE WHEN j.status = 'ok' THEN CASE j.verdict WHEN 'A' THEN j.model_a WHEN 'B' THEN j.model_b"
-            " WHEN 'tie' THEN 'tie' END END")
+LIVE_ROUNDS = 200  # bootstrap rounds of a live refit (set filter, human verdicts)
 
 
 def open_for_viewing(path: str | Path, lock_wait_s: float = APP_LOCK_WAIT_S) -> Store:
@@ -33,61 +37,15 @@ def schema_problem(store: Store) -> str | None:
     if not store.path.exists():
         return f"{store.path}: no such database: {hint}."
     with store.read() as con:
-        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        if not {"schema_migrations", "judgments", "ratings"} <= tables:
-            return f"{store.path}: has no harness schema yet: {hint}."
+        if not {"schema_migrations", "judgments", "ratings", "judges"} <= reads.tables(con):
+            return f"{store.path}: has no harness schema yet (or an older one): {hint}."
     return None
 
 
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    columns = [d[0] for d in cur.description]
-    return [dict(zip(columns, row)) for row in cur.fetchall()]
-
-
-def _tables(con) -> set[str]:
-    return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-
-
-def _where(filters: dict[str, object | None]) -> tuple[str, list]:
-    """' AND col = ?' for every filter that is set (None or 'all' means no filter)."""
-    parts, params = [], []
-    for column, value in filters.items():
-        if value not in (None, "all"):
-            parts.append(f" AND {column} = ?")
-            params.append(value)
-    return "".join(parts), params
-
-
-# --- filters and leaderboard ------------------------------------------------------------------
-def filter_options(store: Store) -> dict[str, list[str]]:
-    """Distinct suites, sets, categories, judges (LLM and human) and dimensions."""
-    with store.read() as con:
-        one = lambda sql: [v for (v,) in con.execute(sql).fetchall()]  # noqa: E731
-        return {
-            "suites": one("SELECT DISTINCT suite_name FROM ratings UNION SELECT DISTINCT suite_name FROM runs ORDER BY 1"),
-            "sets": one("SELECT DISTINCT set_name FROM questions ORDER BY 1"),
-            "categories": one("SELECT DISTINCT category FROM questions ORDER BY 1"),
-            "judges": one("SELECT DISTINCT judge_name FROM ratings UNION SELECT DISTINCT judge_name FROM judgments"
-                          " WHERE judge_name LIKE 'human:%' ORDER BY 1"),
-            "dimensions": one("SELECT DISTINCT dimension FROM ratings ORDER BY 1"),
-        }
-
-
-def latest_ratings(store: Store, suite: str, category: str = "all", judge: str | None = None,
-                   dimension: str | None = None) -> list[dict]:
-    """The suite's most recent `ratings` rows (one compute_ratings call) for a category: elo, bt,
-    win_rate, lc_win_rate, mean_grade. Reads the precomputed table, so it costs the same at 1M
-    judgments as at 100."""
-    extra, params = _where({"r.judge_name": judge, "r.dimension": dimension})
-    with store.read() as con:
-        return _rows(con,
-            "SELECT r.judge_name, r.dimension, r.category, r.method, r.model, r.rating, r.ci_low, r.ci_high,"
-            " r.level, r.battles, r.merge_policy, r.computed_at FROM ratings r"
-            " WHERE r.suite_name = ? AND r.category = ? AND r.computed_at ="
-            " (SELECT max(computed_at) FROM ratings WHERE suite_name = ?)" + extra +
-            " ORDER BY r.judge_name, r.dimension, r.method, r.rating DESC",
-            [suite, category, suite] + params)
+def suite_config(store: Store, suite: str) -> Suite | None:
+    """The suite as its latest run stored it (models, judges, merge policy)."""
+    configs = reads.suite_configs(store, suite)
+    return Suite.model_validate_json(configs[0]) if configs else None
 
 
 def closed_metrics(store: Store, suite: str | None = None) -> list[dict]:
@@ -95,108 +53,96 @@ def closed_metrics(store: Store, suite: str | None = None) -> list[dict]:
     from harness.store.closed import closed_scores
 
     with store.read() as con:
-        if "closed_metrics" not in _tables(con):
+        if "closed_metrics" not in reads.tables(con):
             return []
     return closed_scores(store, suite)
 
 
-def suite_config(store: Store, suite: str) -> Suite | None:
-    """The suite as its latest run stored it (models, judges, merge policy)."""
-    with store.read() as con:
-        row = con.execute("SELECT config_json FROM runs WHERE suite_name = ? ORDER BY started_at DESC LIMIT 1",
-                          [suite]).fetchone()
-    return Suite.model_validate_json(row[0]) if row else None
+# --- battles of a suite ----------------------------------------------------------------------------
+def _selection(store: Store, suite: str, judge=None, dimension=None, set_name=None, category=None
+               ) -> tuple[Selection, str]:
+    config = suite_config(store, suite)
+    if config is None:
+        return Selection(judges=()), "inconsistent_tie"  # an unknown suite has no battles
+    narrower = {"dimension": dimension, "category": category}
+    if judge is not None:
+        narrower["judges"] = (judge,)
+    if set_name is not None:
+        narrower["sets"] = (set_name,)
+    return for_suite(config, **narrower), config.ratings.merge
 
 
-# --- battles: both orders merged in SQL (FastChat's inconsistent -> tie rule) ---------------------
-def _battles_sql(filters: dict) -> tuple[str, list]:
-    """A CTE body of merged battles, one row per (set, question, turn, judge, dimension, x<y):
-    winner is x, y or 'tie'; orders that disagree are a tie; a battle missing a parsed order is left
-    out. Human verdicts are excluded (one order only, and they are not a judge being measured)."""
-    extra, params = _where(filters)
-    sql = (
-        "SELECT j.set_name, j.question_id, j.turn, q.category, j.judge_name, j.dimension,"
-        " least(j.model_a, j.model_b) AS x, greatest(j.model_a, j.model_b) AS y,"
-        " count(o) AS n_parsed, count(DISTINCT o) AS n_distinct, any_value(o) AS first_outcome"
-        f" FROM (SELECT j.*, {_OUTCOME} AS o FROM judgments j) j JOIN questions q USING (set_name, question_id)"
-        " WHERE j.kind = 'pairwise' AND j.judge_name NOT LIKE 'human:%'" + extra +
-        " GROUP BY ALL"
-    )
-    merged = ("SELECT *, CASE WHEN n_distinct = 1 THEN first_outcome ELSE 'tie' END AS winner"
-              f" FROM ({sql}) WHERE n_parsed = 2")
-    return merged, params
+def suite_battles(store: Store, suite: str, judge: str | None = None, dimension: str | None = None,
+                  set_name: str | None = None, category: str | None = None, humans: bool = False) -> list[Battle]:
+    """The suite's merged battles (its policy), narrowed by the filters that are set."""
+    selection, policy = _selection(store, suite, judge, dimension, set_name, category)
+    return battles_fast(store, selection, policy, humans)
 
 
-def pairwise_matrix(store: Store, judge: str | None, dimension: str | None, set_name: str | None = None,
+def merge_policy(store: Store, suite: str) -> str:
+    config = suite_config(store, suite)
+    return config.ratings.merge if config else "inconsistent_tie"
+
+
+def pairwise_matrix(store: Store, suite: str, judge: str | None, dimension: str | None, set_name: str | None = None,
                     category: str | None = None) -> list[dict]:
-    """Per ordered (model, opponent): battles, wins, ties, losses and win rate (ties count half)."""
-    battles, params = _battles_sql({"j.judge_name": judge, "j.dimension": dimension,
-                                    "j.set_name": set_name, "q.category": category})
-    sql = (f"WITH b AS ({battles}), p AS (SELECT x, y, count(*) AS n, count(*) FILTER (WHERE winner = x) AS wx,"
-           " count(*) FILTER (WHERE winner = y) AS wy FROM b GROUP BY x, y)"
-           " SELECT x AS model, y AS opponent, n AS battles, wx AS wins, n - wx - wy AS ties, wy AS losses FROM p"
-           " UNION ALL SELECT y, x, n, wy, n - wx - wy, wx FROM p ORDER BY 1, 2")
-    with store.read() as con:
-        rows = _rows(con, sql, params)
-    for r in rows:
-        r["win_rate"] = (r["wins"] + 0.5 * r["ties"]) / r["battles"] if r["battles"] else None
+    """Per ordered (model, opponent): battles, wins, ties, losses and win rate (ties half; under
+    the `half` policy each half battle weighs 0.5)."""
+    cells: dict[tuple[str, str], dict] = {}
+    for b in suite_battles(store, suite, judge, dimension, set_name, category):
+        for me, other in ((b.model_a, b.model_b), (b.model_b, b.model_a)):
+            cell = cells.setdefault((me, other), {"battles": 0, "wins": 0.0, "ties": 0.0, "losses": 0.0})
+            score = b.score_for(me)
+            cell["battles"] += 1
+            cell["wins" if score == 1 else "ties" if score == 0.5 else "losses"] += b.weight
+    rows = []
+    for (me, other), c in sorted(cells.items()):
+        weight = c["wins"] + c["ties"] + c["losses"]
+        rows.append({"model": me, "opponent": other, **c,
+                     "win_rate": (c["wins"] + 0.5 * c["ties"]) / weight if weight else None})
     return rows
 
 
-def category_breakdown(store: Store, judge: str | None, dimension: str | None,
+def category_breakdown(store: Store, suite: str, judge: str | None, dimension: str | None,
                        set_name: str | None = None) -> list[dict]:
-    """Per (category, model): battles and win rate against all opponents (ties count half)."""
-    battles, params = _battles_sql({"j.judge_name": judge, "j.dimension": dimension, "j.set_name": set_name})
-    sql = (f"WITH b AS ({battles}), s AS (SELECT category, x AS model, CASE winner WHEN x THEN 1.0 WHEN 'tie'"
-           " THEN 0.5 ELSE 0.0 END AS score FROM b UNION ALL SELECT category, y, CASE winner WHEN y THEN 1.0"
-           " WHEN 'tie' THEN 0.5 ELSE 0.0 END FROM b)"
-           " SELECT category, model, count(*) AS battles, avg(score) AS win_rate FROM s GROUP BY ALL ORDER BY 1, 2")
-    with store.read() as con:
-        return _rows(con, sql, params)
+    """Per (category, model): battles and win rate against all opponents (ties half)."""
+    by_category: dict[tuple[str, str], list[Battle]] = {}
+    for b in suite_battles(store, suite, judge, dimension, set_name):
+        for model in (b.model_a, b.model_b):
+            by_category.setdefault((b.category, model), []).append(b)
+    return [{"category": c, "model": m, "battles": len(bs), "win_rate": win_rate_of(bs, m)[0]}
+            for (c, m), bs in sorted(by_category.items())]
 
 
-# --- questions, answers, judgments ------------------------------------------------------------
-def questions(store: Store, set_name: str | None = None, search: str = "", disagreement_only: bool = False,
-              limit: int = 200) -> list[dict]:
-    """Judged questions matching `search` (question text or any answer text), with a flag for judges
+def _flags(fought: list[Battle]) -> dict[tuple, dict]:
+    """Per (set, question, turn, x, y): whether a judge contradicted itself under swap, and whether
+    judges named different winners on some dimension."""
+    winners: dict[tuple, set[str]] = {}
+    flags: dict[tuple, dict] = {}
+    for b in fought:
+        battle = (b.set_name, b.question_id, b.turn, b.model_a, b.model_b)
+        f = flags.setdefault(battle, {"flip": False, "disagree": False, "dimensions": set(), "category": b.category})
+        f["flip"] |= not b.consistent
+        f["dimensions"].add(b.dimension)
+        winners.setdefault(battle + (b.dimension,), set()).add(b.winner)
+    for key, seen in winners.items():
+        flags[key[:5]]["disagree"] |= len(seen) > 1
+    return flags
+
+
+def questions(store: Store, suite: str, set_name: str | None = None, search: str = "",
+              disagreement_only: bool = False, limit: int = 200) -> list[dict]:
+    """Judged questions matching `search` (question or answer text), with a flag for judges
     disagreeing or a judge contradicting itself under swap."""
-    battles, params = _battles_sql({"j.set_name": set_name})
-    text_filter, text_params = "", []
-    if search:
-        text_filter = (" AND (contains(lower(array_to_string(q.turns, ' ')), ?)"
-                       " OR EXISTS (SELECT 1 FROM answers a WHERE a.set_name = q.set_name"
-                       " AND a.question_id = q.question_id AND contains(lower(a.text), ?)))")
-        text_params = [search.lower(), search.lower()]
-    sql = (f"WITH b AS ({battles}), d AS (SELECT set_name, question_id, turn, dimension, x, y,"
-           " bool_or(n_distinct > 1) AS flip, count(DISTINCT winner) > 1 AS disagree FROM b GROUP BY ALL),"
-           " f AS (SELECT set_name, question_id, bool_or(flip) AS swap_inconsistent,"
-           " bool_or(disagree) AS judges_disagree FROM d GROUP BY ALL)"
-           " SELECT q.set_name, q.question_id, q.category, q.turns[1] AS first_turn, len(q.turns) AS n_turns,"
-           " f.swap_inconsistent, f.judges_disagree FROM questions q JOIN f USING (set_name, question_id)"
-           " WHERE true" + text_filter +
-           (" AND (f.swap_inconsistent OR f.judges_disagree)" if disagreement_only else "") +
-           " ORDER BY q.set_name, q.question_id LIMIT ?")
-    with store.read() as con:
-        return _rows(con, sql, params + text_params + [limit])
-
-
-def question_pairs(store: Store, set_name: str, question_id: str) -> list[tuple[str, str]]:
-    """The (x, y) model pairs judged on a question, x < y."""
-    with store.read() as con:
-        return con.execute(
-            "SELECT DISTINCT least(model_a, model_b), greatest(model_a, model_b) FROM judgments"
-            " WHERE set_name = ? AND question_id = ? AND kind = 'pairwise' ORDER BY 1, 2",
-            [set_name, question_id]).fetchall()
-
-
-def _chain(con, answer_id: str) -> list[str]:
-    """The texts of turns 1..n of the conversation that ends in `answer_id` (same model and params)."""
-    return [t for (t,) in con.execute(
-        "SELECT a.text FROM answers a JOIN answers last ON last.answer_id = ?"
-        " AND a.model_fingerprint = last.model_fingerprint AND a.set_name = last.set_name"
-        " AND a.question_id = last.question_id AND a.params_json = last.params_json AND a.turn <= last.turn"
-        " QUALIFY row_number() OVER (PARTITION BY a.turn ORDER BY a.created_at DESC) = 1 ORDER BY a.turn",
-        [answer_id]).fetchall()]
+    per_question: dict[tuple[str, str], dict] = {}
+    for (s, qid, *_), f in _flags(suite_battles(store, suite, set_name=set_name)).items():
+        q = per_question.setdefault((s, qid), {"swap_inconsistent": False, "judges_disagree": False})
+        q["swap_inconsistent"] |= f["flip"]
+        q["judges_disagree"] |= f["disagree"]
+    texts = reads.question_texts(store, set_name, search)
+    out = [{**texts[key], **flags} for key, flags in sorted(per_question.items()) if key in texts
+           and (not disagreement_only or flags["swap_inconsistent"] or flags["judges_disagree"])]
+    return out[:limit]
 
 
 @dataclass
@@ -206,165 +152,142 @@ class Conversation:
     category: str
     turns: list[str]  # the user's turns
     answers: dict[str, list[str]]  # model -> its answer per turn
-    judgments: list[dict]
+    judgments: list[dict]  # every stored row of the pair; `counted` marks the current ones
 
 
-def conversation(store: Store, set_name: str, question_id: str, x: str, y: str) -> Conversation | None:
-    """Both models' answers to every turn, and every judgment of the pair (both orders, all judges)."""
-    with store.read() as con:
-        q = con.execute("SELECT category, turns FROM questions WHERE set_name = ? AND question_id = ?",
-                        [set_name, question_id]).fetchone()
-        if q is None:
-            return None
-        judgments = _rows(con,
-            "SELECT turn, judge_name AS judge, dimension, model_a AS shown_first, model_b AS shown_second,"
-            f" verdict, {_OUTCOME} AS winner, status, attempts, raw_output, answer_a, answer_b, created_at"
-            " FROM judgments j WHERE set_name = ? AND question_id = ? AND kind = 'pairwise'"
-            " AND least(model_a, model_b) = ? AND greatest(model_a, model_b) = ?"
-            " ORDER BY turn, judge_name, dimension, model_a", [set_name, question_id, min(x, y), max(x, y)])
-        answers: dict[str, list[str]] = {}
-        for j in sorted(judgments, key=lambda r: -r["turn"]):  # the deepest turn carries the whole chain
-            for model, answer_id in ((j["shown_first"], j["answer_a"]), (j["shown_second"], j["answer_b"])):
-                if model not in answers:
-                    answers[model] = _chain(con, answer_id)
-    return Conversation(set_name, question_id, q[0], list(q[1]), answers, judgments)
+def conversation(store: Store, suite: str, set_name: str, question_id: str, x: str, y: str) -> Conversation | None:
+    """Both models' answers to every turn, and every judgment of the pair (both orders, all judges;
+    superseded ones kept as history with counted=False), with each battle's merged outcome."""
+    found = reads.question(store, set_name, question_id)
+    if found is None:
+        return None
+    judgments = reads.pair_judgments(store, set_name, question_id, x, y)
+    selection = Selection(models=(x, y), sets=(set_name,))
+    current = {(r.judge_name, r.turn, r.dimension, r.model_a, r.answer_a, r.answer_b)
+               for r in counted_rows(store, selection) + human_rows(store, selection)}
+    merged = {(b.judge_name, b.turn, b.dimension): b for b in suite_battles(store, suite, set_name=set_name)
+              if {b.model_a, b.model_b} == {x, y} and b.question_id == question_id}
+    for j in judgments:
+        j["counted"] = (j["judge"], j["turn"], j["dimension"], j["shown_first"], j["answer_a"], j["answer_b"]) in current
+        b = merged.get((j["judge"], j["turn"], j["dimension"]))
+        j["merged_winner"] = None if b is None else "tie" if b.winner == "tie" else getattr(b, b.winner)
+    answers: dict[str, list[str]] = {}
+    for j in sorted((j for j in judgments if j["counted"]), key=lambda r: -r["turn"]):  # the deepest turn
+        for model, answer_id in ((j["shown_first"], j["answer_a"]), (j["shown_second"], j["answer_b"])):
+            if model not in answers:
+                answers[model] = reads.answer_chain(store, answer_id)
+    return Conversation(set_name, question_id, found[0], found[1], answers, judgments)
 
 
-# --- judges -----------------------------------------------------------------------------------
-def llm_judges(store: Store) -> list[str]:
-    with store.read() as con:
-        return [j for (j,) in con.execute("SELECT DISTINCT judge_name FROM judgments WHERE kind = 'pairwise'"
-                                          " AND judge_name NOT LIKE 'human:%' ORDER BY 1").fetchall()]
-
-
+# --- judges -------------------------------------------------------------------------------------------
 def reliability(store: Store) -> list[dict]:
-    """Per LLM judge: calls, parse failures, swap flip rate, first-position and longer-answer win
-    rates (harness.leaderboard.judge_reliability, one SQL pass per judge)."""
-    from dataclasses import asdict
+    """Per LLM judge with counted rows: calls, parse failures, swap flips, position and length bias."""
+    from harness.api import judge_reliability
 
-    from harness.leaderboard import judge_reliability
-
-    return [asdict(judge_reliability(store, name)) for name in llm_judges(store)]
+    judges = sorted({r.judge_name for r in counted_rows(store)})
+    return [asdict(judge_reliability(store, name)) for name in judges]
 
 
-def judge_agreement(store: Store, dimension: str | None = None) -> list[dict]:
-    """Judge vs judge (humans included): share of identical verdicts on the same item shown in the
-    same order (same question, turn, dimension, model_a, model_b), both parsed."""
-    extra, params = _where({"j1.dimension": dimension})
-    with store.read() as con:
-        return _rows(con,
-            "SELECT j1.judge_name AS judge, j2.judge_name AS other, count(*) AS items,"
-            " avg(CASE WHEN j1.verdict = j2.verdict THEN 1.0 ELSE 0.0 END) AS agreement"
-            " FROM judgments j1 JOIN judgments j2 ON j1.set_name = j2.set_name AND j1.question_id = j2.question_id"
-            " AND j1.turn = j2.turn AND j1.dimension = j2.dimension AND j1.model_a = j2.model_a"
-            " AND j1.model_b = j2.model_b"
-            " WHERE j1.kind = 'pairwise' AND j2.kind = 'pairwise' AND j1.status = 'ok' AND j2.status = 'ok'"
-            " AND j1.judge_name <> j2.judge_name" + extra +
-            " GROUP BY ALL ORDER BY 1, 2", params)
+def _winner(b: Battle) -> str:
+    return "tie" if b.winner == "tie" else getattr(b, b.winner)
 
 
-def human_agreement(store: Store) -> list[dict]:
-    """Per (LLM judge, human): items a person settled, and how often the judge's merged verdict
-    (both orders; disagreeing orders are a tie) names the same winner as the person."""
-    battles, params = _battles_sql({})
-    sql = (f"WITH b AS ({battles}), h AS (SELECT set_name, question_id, turn, dimension, judge_name AS human,"
-           f" least(model_a, model_b) AS x, greatest(model_a, model_b) AS y, {_OUTCOME} AS outcome"
-           " FROM judgments j WHERE judge_name LIKE 'human:%' AND status = 'ok')"
-           " SELECT b.judge_name AS judge, h.human, count(*) AS items,"
-           " avg(CASE WHEN b.winner = h.outcome THEN 1.0 ELSE 0.0 END) AS agreement,"
-           " avg(CASE WHEN b.n_distinct > 1 THEN 1.0 ELSE 0.0 END) AS share_swap_inconsistent"
-           " FROM b JOIN h USING (set_name, question_id, turn, dimension, x, y) GROUP BY ALL ORDER BY 1, 2")
-    with store.read() as con:
-        return _rows(con, sql, params)
+def _outcomes(store: Store, suite: str, dimension: str | None = None) -> dict[str, dict[tuple, str]]:
+    """judge (people as 'human:<name>') -> battle key -> merged winner, under the suite's policy."""
+    selection, policy = _selection(store, suite, dimension=dimension)
+    out: dict[str, dict[tuple, str]] = {}
+    for b in battles_fast(store, selection, policy):
+        out.setdefault(b.judge_name, {})[(b.set_name, b.question_id, b.turn, b.dimension, b.model_a, b.model_b)] = \
+            _winner(b)
+    for r in human_rows(store, selection):
+        won = {"A": r.model_a, "B": r.model_b}.get(r.verdict or "", "tie")
+        key = (r.set_name, r.question_id, r.turn, r.dimension, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
+        out.setdefault(r.judge_name, {})[key] = won
+    return out
 
 
-def self_preference(store: Store) -> list[dict]:
-    """For each judge whose own model is also a candidate (same `model` in a stored suite): that
-    candidate's win rate under this judge and under every other judge."""
-    with store.read() as con:
-        configs = [Suite.model_validate_json(c) for (c,) in con.execute(
-            "SELECT config_json FROM runs QUALIFY row_number() OVER (PARTITION BY suite_name"
-            " ORDER BY started_at DESC) = 1").fetchall()]
-    own = {(j.name, m.name) for s in configs for j in s.judges for m in s.models if m.model == j.model.model}
-    if not own:
-        return []
-    battles, params = _battles_sql({})
-    sql = (f"WITH b AS ({battles}), s AS (SELECT judge_name, x AS model, CASE winner WHEN x THEN 1.0 WHEN 'tie'"
-           " THEN 0.5 ELSE 0.0 END AS score FROM b UNION ALL SELECT judge_name, y, CASE winner WHEN y THEN 1.0"
-           " WHEN 'tie' THEN 0.5 ELSE 0.0 END FROM b)"
-           " SELECT judge_name AS judge, model, count(*) AS battles, avg(score) AS win_rate FROM s"
-           " WHERE list_contains(?, model) GROUP BY ALL ORDER BY 2, 1")
-    with store.read() as con:
-        rows = _rows(con, sql, params + [sorted({m for _, m in own})])
-    for r in rows:
-        r["own_model_of_judge"] = (r["judge"], r["model"]) in own
+def judge_agreement(store: Store, suite: str, dimension: str | None = None) -> list[dict]:
+    """Judge vs judge (people included): share of battles both decided where they name the same
+    merged winner. People's entries equal `human_agreement`'s."""
+    outcomes = _outcomes(store, suite, dimension)
+    rows = []
+    for judge, mine in sorted(outcomes.items()):
+        for other, theirs in sorted(outcomes.items()):
+            shared = sorted(set(mine) & set(theirs))
+            if judge != other and shared:
+                rows.append({"judge": judge, "other": other, "items": len(shared),
+                             "agreement": sum(mine[k] == theirs[k] for k in shared) / len(shared)})
     return rows
 
 
-# --- runs and lineage -------------------------------------------------------------------------
-def runs(store: Store, limit: int = 200) -> list[dict]:
-    with store.read() as con:
-        return _rows(con,
-            "SELECT run_id, suite_name, status, started_at, finished_at, wall_s, n_planned, n_cached,"
-            " n_generated, n_failed, error FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+def human_agreement(store: Store, suite: str) -> list[dict]:
+    """Per (LLM judge, person): battles the person settled, how often the judge's merged verdict
+    names the same winner, and the share of those battles the judge contradicted itself on."""
+    selection, policy = _selection(store, suite)
+    merged = {(b.judge_name, b.set_name, b.question_id, b.turn, b.dimension, b.model_a, b.model_b): b
+              for b in battles_fast(store, selection, policy)}
+    outcomes = _outcomes(store, suite)
+    rows = []
+    for human in sorted(h for h in outcomes if h.startswith(HUMAN_PREFIX)):
+        for judge in sorted({k[0] for k in merged}):
+            shared = [(k, merged[(judge, *k)]) for k in outcomes[human] if (judge, *k) in merged]
+            if shared:
+                rows.append({"judge": judge, "human": human, "items": len(shared),
+                             "agreement": sum(outcomes[human][k] == _winner(b) for k, b in shared) / len(shared),
+                             "share_swap_inconsistent": sum(not b.consistent for _, b in shared) / len(shared)})
+    return rows
 
 
-def lineage(store: Store) -> dict[str, list[dict]]:
-    """trained_models, parent_comparisons and training_log; empty lists before migration 004."""
-    with store.read() as con:
-        if "trained_models" not in _tables(con):
-            return {"models": [], "comparisons": [], "log": []}
-        return {
-            "models": _rows(con, "SELECT model, parent, method, finetune, data_source, data_rows, steps, wall_s,"
-                                 " final_loss, created_at FROM trained_models ORDER BY created_at"),
-            "comparisons": _rows(con, "SELECT * FROM parent_comparisons QUALIFY row_number() OVER (PARTITION BY"
-                                      " model, suite_name, judge_name, dimension, method ORDER BY computed_at DESC) = 1"
-                                      " ORDER BY model, judge_name, dimension"),
-            "log": _rows(con, "SELECT model, step, name, value FROM training_log ORDER BY model, name, step"),
-        }
+def self_preference(store: Store, suite: str) -> list[dict]:
+    """For each judge whose own model is also a candidate of the suite: that candidate's win rate
+    under this judge and under every other judge of the suite."""
+    config = suite_config(store, suite)
+    if config is None:
+        return []
+    own = {(j.name, m.name) for j in config.judges for m in config.models if m.model == j.model.model}
+    fought = suite_battles(store, suite)
+    rows = []
+    for model in sorted({m for _, m in own}):
+        for judge in sorted({b.judge_name for b in fought}):
+            rate_ = win_rate_of([b for b in fought if b.judge_name == judge], model)
+            if rate_:
+                rows.append({"judge": judge, "model": model, "battles": int(rate_[1]), "win_rate": rate_[0],
+                             "own_model_of_judge": (judge, model) in own})
+    return rows
 
 
-# --- human-LLM joint evaluation ---------------------------------------------------------------
-def annotation_queue(store: Store, annotator: str, reasons: tuple[str, ...] = ("swap", "disagree", "audit"),
+# --- human-LLM joint evaluation ---------------------------------------------------------------------
+def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[str, ...] = ("swap", "disagree", "audit"),
                      limit: int = 20, audit: int = 5, seed: int = 0) -> list[dict]:
     """Battles for a person to settle, not yet settled by `annotator`: a judge contradicting itself
-    under swap ('swap'), judges naming different winners ('disagree'), and `audit` others drawn at
-    random (a fixed hash order per seed) so agreement is also measured where the judges are sure."""
-    battles, params = _battles_sql({})
-    sql = (f"WITH b AS ({battles}),"
-           " d AS (SELECT set_name, question_id, turn, category, dimension, x, y, bool_or(n_distinct > 1) AS flip,"
-           "  count(DISTINCT winner) > 1 AS disagree FROM b GROUP BY ALL),"
-           " i AS (SELECT set_name, question_id, turn, any_value(category) AS category, x, y, bool_or(flip) AS flip,"
-           "  bool_or(disagree) AS disagree, list(DISTINCT dimension ORDER BY dimension) AS dimensions"
-           "  FROM d GROUP BY set_name, question_id, turn, x, y),"
-           " open AS (SELECT * FROM i WHERE NOT EXISTS (SELECT 1 FROM judgments h WHERE h.judge_name = ?"
-           "  AND h.set_name = i.set_name AND h.question_id = i.question_id AND h.turn = i.turn"
-           "  AND least(h.model_a, h.model_b) = i.x AND greatest(h.model_a, h.model_b) = i.y)),"
-           " picked AS (SELECT *, CASE WHEN flip AND list_contains(?, 'swap') THEN 'swap-inconsistent'"
-           "  WHEN disagree AND list_contains(?, 'disagree') THEN 'judges disagree' END AS reason,"
-           "  hash(set_name, question_id, turn, x, y, ?) AS h FROM open)"
-           " (SELECT * EXCLUDE (h) FROM picked WHERE reason IS NOT NULL ORDER BY h LIMIT ?)"
-           " UNION ALL (SELECT * EXCLUDE (h, reason), 'audit' FROM picked WHERE reason IS NULL"
-           "  AND list_contains(?, 'audit') ORDER BY h LIMIT ?)")
-    args = params + [HUMAN_PREFIX + annotator, list(reasons), list(reasons), seed, limit, list(reasons), audit]
-    with store.read() as con:
-        return _rows(con, sql, args)
+    under swap ('swap'), judges naming different winners ('disagree'), and `audit` others in a fixed
+    hash order per seed, so agreement is also measured where the judges are sure."""
+    from harness.models.base import stable_hash
+
+    flags = _flags(suite_battles(store, suite))
+    mine = {(r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
+            for r in human_rows(store) if r.judge_name == HUMAN_PREFIX + annotator}
+    picked, audits = [], []
+    for key in sorted(flags, key=lambda k: stable_hash([*k, seed])):
+        if key in mine:
+            continue
+        f = flags[key]
+        reason = ("swap-inconsistent" if f["flip"] and "swap" in reasons else
+                  "judges disagree" if f["disagree"] and "disagree" in reasons else None)
+        item = dict(zip(("set_name", "question_id", "turn", "x", "y"), key), category=f["category"], flip=f["flip"],
+                    disagree=f["disagree"], dimensions=sorted(f["dimensions"]), reason=reason or "audit")
+        (picked if reason else audits).append(item)
+    return picked[:limit] + (audits[:audit] if "audit" in reasons else [])
 
 
-def annotation_item(store: Store, item: dict) -> dict:
-    """The user's turns and both models' answer chains for a queued battle."""
-    with store.read() as con:
-        row = con.execute(
-            "SELECT any_value(CASE WHEN model_a = ? THEN answer_a ELSE answer_b END),"
-            " any_value(CASE WHEN model_a = ? THEN answer_a ELSE answer_b END) FROM judgments"
-            " WHERE set_name = ? AND question_id = ? AND turn = ? AND kind = 'pairwise'"
-            " AND least(model_a, model_b) = ? AND greatest(model_a, model_b) = ? AND judge_name NOT LIKE 'human:%'",
-            [item["x"], item["y"], item["set_name"], item["question_id"], item["turn"], item["x"], item["y"]],
-        ).fetchone()
-        turns = con.execute("SELECT turns FROM questions WHERE set_name = ? AND question_id = ?",
-                            [item["set_name"], item["question_id"]]).fetchone()[0]
-        return {"turns": list(turns)[: item["turn"]], "answer_ids": {item["x"]: row[0], item["y"]: row[1]},
-                "answers": {item["x"]: _chain(con, row[0]), item["y"]: _chain(con, row[1])}}
+def annotation_item(store: Store, suite: str, item: dict) -> dict:
+    """The user's turns and both models' current answer chains for a queued battle."""
+    found = reads.question(store, item["set_name"], item["question_id"])
+    fought = [b for b in suite_battles(store, suite, set_name=item["set_name"])
+              if (b.question_id, b.turn, b.model_a, b.model_b) == (item["question_id"], item["turn"], item["x"], item["y"])]
+    ids = {item["x"]: fought[0].answer_a, item["y"]: fought[0].answer_b}
+    return {"turns": found[1][: item["turn"]], "answer_ids": ids,
+            "answers": {m: reads.answer_chain(store, a) for m, a in ids.items()}}
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -372,74 +295,28 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def save_human_verdicts(store: Store, annotator: str, item: dict, shown_first: str, shown_second: str,
                         answer_first: str, answer_second: str, verdicts: dict[str, str], note: str = "") -> int:
-    """Store a person's verdicts, one judgments row per dimension, as judge `human:<annotator>`.
-    Verdicts are positional ('A' = the answer shown first), model_a/model_b are the models in the
-    order shown. Saving the same battle in the same order again replaces the earlier verdicts."""
+    """Store a person's verdicts (positional: 'A' = the answer shown first) as judge `human:<annotator>`."""
     if not _NAME.match(annotator):
         raise ValueError("annotator name: 1-64 letters, digits, '.', '_' or '-'")
     if any(v not in ("A", "B", "tie") for v in verdicts.values()):
         raise ValueError("verdicts must be 'A', 'B' or 'tie'")
-    judge = HUMAN_PREFIX + annotator
-    call_id = stable_hash([judge, item["set_name"], item["question_id"], item["turn"], answer_first, answer_second])
-    raw = json.dumps({"note": note, "reason": item.get("reason"), "shown": "blind, randomised order"})
-    rows = [(stable_hash([call_id, dim]), call_id, judge, judge, "pairwise", item["set_name"], item["question_id"],
-             item["turn"], shown_first, shown_second, answer_first, answer_second, dim, verdict, None, "ok", 1,
-             raw, "app") for dim, verdict in sorted(verdicts.items())]
-    with store.write() as con:
-        con.executemany(
-            "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name,"
-            " question_id, turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status,"
-            " attempts, raw_output, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (judgment_id) DO UPDATE SET verdict = excluded.verdict,"
-            " raw_output = excluded.raw_output, created_at = now()", rows)
-    return len(rows)
+    return reads.save_human_verdicts(store, annotator, item, shown_first, shown_second, answer_first, answer_second,
+                                     verdicts, note)
 
 
 def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category: str = "all",
-                  set_name: str | None = None, include_humans: bool = True, rounds: int = 200) -> list[dict]:
-    """BT and Elo recomputed live from judgments: the judge's battles, with every battle a person
-    settled replaced by the person's verdict (several people on one battle share its weight).
-
-    The `ratings` table holds LLM-only ratings per suite, judge, dimension and category; a set
-    filter or human verdicts need a fresh fit, so this selects rows the way
-    harness.leaderboard.pairwise_rows does (suite's models, one judge) and calls the same pure
-    functions (merge_orders, battles_from_rows, bootstrap) with fewer bootstrap rounds."""
-    from harness.ratings import battles_from_rows, bootstrap
-    from judges.merge import Battle, JudgmentRow, merge_orders
-
+                  set_name: str | None = None, include_humans: bool = True, rounds: int = LIVE_ROUNDS) -> list[dict]:
+    """BT and Elo refit live from the suite's battles (its policy; a set filter narrows them), with
+    every battle a person settled replaced by the people's verdicts when include_humans. Same battles
+    and same rating function as `harness ratings`, so without people and filters the points agree."""
     config = suite_config(store, suite)
-    models = [m.name for m in config.models] if config else []
-    policy = config.ratings.merge if config else "inconsistent_tie"
-    extra, params = _where({"j.set_name": set_name, "q.category": category})
-    base = ("SELECT j.set_name, j.question_id, j.turn, q.category, j.judge_name, j.dimension, j.model_a, j.model_b,"
-            " CASE WHEN j.status = 'ok' THEN j.verdict END FROM judgments j JOIN questions q USING (set_name, question_id)"
-            " WHERE j.kind = 'pairwise' AND j.dimension = ? AND list_contains(?, j.model_a)"
-            " AND list_contains(?, j.model_b)" + extra)
-    with store.read() as con:
-        llm = [JudgmentRow(*r) for r in con.execute(base + " AND j.judge_name = ?",
-                                                    [dimension, models, models] + params + [judge]).fetchall()]
-        human = [JudgmentRow(*r) for r in con.execute(base + " AND j.judge_name LIKE 'human:%'",
-                                                      [dimension, models, models] + params).fetchall()] \
-            if include_humans else []
-    key = lambda r: (r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))  # noqa: E731
-    settled: dict[tuple, list[JudgmentRow]] = {}
-    for r in human:
-        if r.verdict:
-            settled.setdefault(key(r), []).append(r)
-    battles = merge_orders([r for r in llm if key(r) not in settled], policy)
-    for (_, _, _, x, y), rows in settled.items():
-        for r in rows:
-            won = {"A": r.model_a, "B": r.model_b}.get(r.verdict, "tie")
-            winner = "tie" if won == "tie" else ("model_a" if won == x else "model_b")
-            battles.append(Battle(x, y, winner, 1 / len(rows), r.category, True, r.judge_name, dimension))
-    if not battles:
+    if config is None:
         return []
-    rated = battles_from_rows([(b.model_a, b.model_b, b.winner) for b in battles], [b.weight for b in battles])
-    out = []
-    for method in ("bt", "elo"):
-        extra_args = {"n_orders": 20} if method == "elo" else {}
-        for model, iv in bootstrap(rated, rater=method, rounds=rounds, seed=0, level=0.95, **extra_args).items():
-            out.append({"judge_name": judge, "dimension": dimension, "category": category, "method": method,
-                        "model": model, "rating": iv.point, "ci_low": iv.low, "ci_high": iv.high, "level": iv.level,
-                        "battles": len(battles), "human_battles": len(settled)})
-    return out
+    narrowed = {"category": None if category == "all" else category}
+    selection, policy = _selection(store, suite, judge, dimension, set_name, **narrowed)
+    fought = battles_fast(store, selection, policy, humans=include_humans)
+    settled = {(r.set_name, r.question_id, r.turn, r.dimension, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
+               for r in human_rows(store, selection)} if include_humans else set()
+    rows = rate(fought, rounds, config.ratings.level, config.ratings.seed, categories=False, elo_orders=20)
+    return [{**asdict(r), "category": category, "human_battles": len(settled)} for r in rows
+            if r.method in ("bt", "elo")]

@@ -61,6 +61,7 @@ class JudgeOutput:
     verdicts: dict[str, str] = field(default_factory=dict)
     score: float | None = None
     attempts: int = 1
+    choice_logprobs: tuple[float, float, float] | None = None  # log P("1"), P("2"), P("Tie"): choice decoding
 
     @property
     def parsed(self) -> bool:
@@ -69,16 +70,25 @@ class JudgeOutput:
 
 @runtime_checkable
 class Judge(Protocol):
+    """Everything the pipeline uses of a judge (harness.judging, harness.judge_eval)."""
+
     name: str
     kind: str  # "pairwise" | "single"
     dimensions: tuple[str, ...]
+    chunk_size: int  # items per `judge` call; each call's outputs are committed together
 
     def fingerprint(self) -> str:
         """Judge model + prompt version + sampling params + parser version."""
         ...
 
-    def judge(self, items: list) -> list[JudgeOutput]:
-        """One output per item (PairItem for pairwise judges, SingleItem for single graders)."""
+    def judge(self, items: list) -> list[dict[str, JudgeOutput]]:
+        """Per item (PairItem for pairwise judges, SingleItem for single graders), {dimension: output};
+        dimensions judged in one call share their output."""
+        ...
+
+    def resampled(self, sample: int) -> "Judge":
+        """The same judge drawing independent sample number `sample` (repeated single grades): a
+        different fingerprint, so each sample is stored as rows of its own."""
         ...
 
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
 from judges.parse import CHOICES, PARSER_VERSION, choice_output, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
-from harness.models.base import Conversation, GenerationParams, Message, ModelBackend, stable_hash
+from harness.models.base import ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend, stable_hash
 
 
 # The templates' source is hashed into every judgment key, so an edit without a version bump
@@ -40,10 +40,14 @@ class LLMJudge:
         self.max_parse_retries, self.retry_temperature = max_parse_retries, retry_temperature
         # "choice": pick PandaLM's first line (1 / 2 / Tie) by likelihood. Small local models rarely
         # follow a free-text format, but every one of them has a most likely first line.
-        if decode == "choice" and (style != "pandalm" or not hasattr(backend, "score_choices")):
+        if decode == "choice" and (style != "pandalm" or not isinstance(backend, ChoiceScorer)):
             raise ConfigError(f"judge '{name}': decode: choice needs style: pandalm and a backend that can "
                               "score choices (hf); use decode: generate")
         self.decode = decode
+
+    @property
+    def chunk_size(self) -> int:
+        return getattr(self.backend, "chunk_size", 16)
 
     def fingerprint(self) -> str:
         return stable_hash({
@@ -93,7 +97,10 @@ class LLMJudge:
 
     def _choose(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
         scores = self.backend.score_choices([self._conversation(item, dims) for item in items], CHOICES)
-        return [self._parse(choice_output(row), item, dims, attempt=1) for item, row in zip(items, scores)]
+        outputs = [self._parse(choice_output(row), item, dims, attempt=1) for item, row in zip(items, scores)]
+        for output, row in zip(outputs, scores):
+            output.choice_logprobs = tuple(float(v) for v in row)  # stored as columns: merge: calibrated
+        return outputs
 
     def _conversation(self, item, dims: tuple[str, ...]) -> Conversation:
         if self.style == "pandalm":

@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from harness.errors import DataError
-from harness.sets import read_jsonl
+from judges.jsonl import read_jsonl
 
 WINNERS = ("model_a", "model_b", "tie")
 # FastChat's judge files say "model_1"/"model_2"; the human-study files say "model_a"/"model_b".

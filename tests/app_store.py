@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from harness.config import Suite
-from harness.leaderboard import compute_ratings
+from harness.api import rate
 from harness.store import Store
 
 CATEGORIES = ("writing", "reasoning", "coding", "math")
@@ -67,8 +67,12 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
             " x, y FROM questions q, range(1, 3) tt(t), range(?) xx(x), range(?) yy(y)"
             " WHERE t <= len(q.turns) AND x < y ORDER BY hash(q.question_id, t, x, y) LIMIT ?)",
             [n_models, n_models, n_battles])
+        con.execute("INSERT INTO judges SELECT j, 'fp-' || j, 'pairwise', '{}', TIMESTAMP '2025-01-01 10:02:00',"
+                    " TIMESTAMP '2025-01-01 10:02:00' FROM unnest(?) jj(j)", [list(judges)])
         con.execute(
-            "INSERT INTO judgments SELECT sha256(i || j || d || o), sha256(i || j || o), j, 'fp-' || j, 'pairwise',"
+            "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name, question_id,"
+            " turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status, attempts, raw_output,"
+            " run_id, created_at) SELECT sha256(i || j || d || o), sha256(i || j || o), j, 'fp-' || j, 'pairwise',"
             " 'synth', qid, turn, 'model-' || lpad(CASE o WHEN 0 THEN x ELSE y END::VARCHAR, 2, '0'),"
             " 'model-' || lpad(CASE o WHEN 0 THEN y ELSE x END::VARCHAR, 2, '0'),"
             " 'ans-' || CASE o WHEN 0 THEN x ELSE y END || '-' || qid || '-' || turn,"
@@ -85,7 +89,7 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
             _lineage(con)
         _closed(con, n_models)
     if real_ratings:
-        compute_ratings(store, suite)
+        rate(suite, store)
     else:
         _synthetic_ratings(store, n_models, judges, dimensions)
     return store

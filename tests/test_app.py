@@ -114,13 +114,13 @@ def test_answers_side_by_side_with_verdicts_search_and_disagreement_filter(db):
 def test_judges_panel_then_human_agreement_after_annotating(db):
     at = run_page("judges")
     assert "No human verdicts yet" in texts(at)
-    assert "not store it in the database" in texts(at)
+    assert "No judge-eval results stored yet" in texts(at)
     assert len(charts(at)) >= 3  # reliability, judge x judge, self-preference
-    item = views.annotation_queue(views.open_for_viewing(db), "bob")[0]
+    item = views.annotation_queue(views.open_for_viewing(db), "synthetic", "bob")[0]
     _annotate(db, "bob", item)
     at = run_page("judges")
     assert "No human verdicts yet" not in texts(at)
-    agreement = views.human_agreement(views.open_for_viewing(db))
+    agreement = views.human_agreement(views.open_for_viewing(db), "synthetic")
     assert {r["human"] for r in agreement} == {"human:bob"} and {r["judge"] for r in agreement} == {"judge-x", "judge-y"}
 
 
@@ -143,7 +143,7 @@ def test_annotate_blind_and_stored_as_a_human_judgment(db):
     at = run_page("annotate")
     assert "Enter your name" in texts(at)
     at.text_input(key="ann_name").set_value("alice").run()
-    shown = views.annotation_queue(views.open_for_viewing(db), "alice")[0]
+    shown = views.annotation_queue(views.open_for_viewing(db), "synthetic", "alice")[0]
     page_text = "\n".join(t.value for t in at.text) + texts(at)
     assert "model-0" not in page_text  # blind: no model names anywhere on the page
     radios = [r for r in at.radio if r.key and r.key.startswith("v-")]
@@ -160,7 +160,7 @@ def test_annotate_blind_and_stored_as_a_human_judgment(db):
     assert {r[0] for r in rows} == {"human:alice"} and {r[1] for r in rows} == {"A"}
     assert all(r[4].startswith(f"ans-{int(r[2][-2:])}-") for r in rows)  # model_a shown first, with its answer
     assert {r[2] for r in rows} | {r[3] for r in rows} == {shown["x"], shown["y"]}
-    assert shown not in views.annotation_queue(views.open_for_viewing(db), "alice")  # settled: out of the queue
+    assert shown not in views.annotation_queue(views.open_for_viewing(db), "synthetic", "alice")  # settled: out of the queue
 
 
 def test_main_routes_to_the_leaderboard(db):
@@ -209,14 +209,14 @@ def test_a_busy_file_shows_the_last_data_with_a_warning_quickly(db):
 # --- views and the CLI --------------------------------------------------------------------------
 def _annotate(db: Path, name: str, item: dict, verdict: str = "A") -> None:
     store = views.open_for_viewing(db, lock_wait_s=10)
-    details = views.annotation_item(store, item)
+    details = views.annotation_item(store, "synthetic", item)
     views.save_human_verdicts(store, name, item, item["y"], item["x"], details["answer_ids"][item["y"]],
                               details["answer_ids"][item["x"]], {d: verdict for d in item["dimensions"]})
 
 
 def test_human_verdicts_settle_battles_in_the_joint_ratings(db):
     store = views.open_for_viewing(db)
-    queue = views.annotation_queue(store, "carol", limit=50, audit=50)
+    queue = views.annotation_queue(store, "synthetic", "carol", limit=50, audit=50)
     assert {q["reason"] for q in queue} >= {"swap-inconsistent", "audit"}
     for item in queue:  # carol always prefers the model shown first, which is item["y"]
         _annotate(db, "carol", item)
@@ -226,12 +226,12 @@ def test_human_verdicts_settle_battles_in_the_joint_ratings(db):
     assert set(joint) == set(without)
     assert next(iter(joint.values()))["human_battles"] > 0
     assert any(abs(joint[m]["rating"] - without[m]["rating"]) > 1 for m in joint)
-    assert views.annotation_queue(store, "carol", limit=50, audit=50) == []
+    assert views.annotation_queue(store, "synthetic", "carol", limit=50, audit=50) == []
 
 
 def test_save_rejects_bad_names_and_verdicts(db):
     store = views.open_for_viewing(db)
-    item = views.annotation_queue(store, "dave")[0]
+    item = views.annotation_queue(store, "synthetic", "dave")[0]
     with pytest.raises(ValueError):
         views.save_human_verdicts(store, "bad name!", item, "a", "b", "x", "y", {"accuracy": "A"})
     with pytest.raises(ValueError):
@@ -249,7 +249,7 @@ def test_harness_help_does_not_import_streamlit():
 def test_harness_app_without_the_extra_names_the_pip_command(monkeypatch):
     import importlib.util
 
-    from harness.cli_app import streamlit_command
+    from harness.cli.browse import streamlit_command
     from harness.errors import MissingExtraError
 
     real = importlib.util.find_spec
@@ -259,7 +259,7 @@ def test_harness_app_without_the_extra_names_the_pip_command(monkeypatch):
 
 
 def test_harness_app_command_line_is_local_headless_and_quiet():
-    from harness.cli_app import app_env, streamlit_command
+    from harness.cli.browse import app_env, streamlit_command
 
     cmd = streamlit_command(Path("x.duckdb"), 9999)
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]

@@ -15,7 +15,7 @@ from judges.merge import JudgmentRow, merge_orders
 from judges.base import PairItem
 from judges.llm import LLMJudge
 from judges.parse import parse_pairwise, parse_pandalm, parse_score
-from judges.prompts import pairwise_prompt
+from judges.prompts import pairwise_prompt, pandalm_prompt
 
 DIMS = ("accuracy", "helpfulness", "language")
 
@@ -38,7 +38,48 @@ def test_verdict_strings_inside_an_answer_cannot_decide_the_parse(injected):
     item = PairItem("q", "c", ("Say hi",), (f"hi {injected}",), ("hello",), 1, nonce="5eed00")
     echo = pairwise_prompt(item, DIMS, chain_of_thought=True)
     assert parse_pairwise(echo, "5eed00", DIMS) is None
-    assert parse_pandalm(f"{injected}\n1") is None or injected == "Tie"  # only a bare first line counts
+    # Only a bare first line counts: "Tie\n1" is a tie (not A, not None); every other string is unparsed.
+    assert parse_pandalm(f"{injected}\n1") == ("tie" if injected == "Tie" else None)
+    pandalm_echo = pandalm_prompt(item)
+    assert f"hi {injected}" in pandalm_echo
+    assert parse_pandalm(pandalm_echo) is None
+    assert parse_pandalm(pandalm_echo + "1") is None  # an echo followed by a verdict is still unparsed
+
+
+@pytest.mark.parametrize("first_line, expected", [
+    ("Tie", "tie"), ("tie", "tie"), ("  Tie  ", "tie"), ("1", "A"), ("2", "B"),
+    ("[[A]]", None), ("Output: Response 1 is better", None), ("Tie.", None), ("Tie 1", None), ("3", None),
+])
+def test_pandalm_first_line_alone_decides(first_line, expected):
+    """Only a first non-empty line that is exactly 1, 2 or Tie counts; what follows never does."""
+    assert parse_pandalm(f"\n{first_line}\n1") == expected
+    assert parse_pandalm(f"{first_line}\n2\nTie") == expected
+
+
+def _pandalm_item(answer_a: str, answer_b: str, turns: tuple[str, ...] = ("Pick a number",)) -> PairItem:
+    return PairItem("q", "c", turns, ("x",) * (len(turns) - 1) + (answer_a,),
+                    ("y",) * (len(turns) - 1) + (answer_b,), len(turns), nonce="5eed00")
+
+
+@pytest.mark.parametrize("answer_a, answer_b", [
+    ("1", "2"),                      # whole answers that are exactly verdict lines
+    ("Tie", "1"),
+    ("Sure.\n1\nmore", "2\nTie"),   # verdict lines inside multi-line answers
+    ("\n\n2", "\n1\n"),            # answers that start with blank lines, then a verdict line
+])
+@pytest.mark.parametrize("turns", [("Pick a number",), ("Earlier", "Pick a number")])
+@pytest.mark.parametrize("dimension", [None, "accuracy"])
+def test_pandalm_echoed_prompt_is_unparsed_whatever_the_answers_contain(answer_a, answer_b, turns, dimension):
+    """A small model that echoes the PandaLM prompt (answers included) gets no verdict: the echo's
+    first non-empty line is the prompt's own header, so a candidate's `1`/`2`/`Tie` line never decides."""
+    prompt = pandalm_prompt(_pandalm_item(answer_a, answer_b, turns), dimension)
+    lines = prompt.splitlines()
+    assert any(line.strip() in ("1", "2", "Tie") for line in lines)  # the echo does hold verdict lines
+    assert next(line for line in lines if line.strip()).startswith("Below are two responses")
+    for echo in (prompt, "\n" + prompt, prompt + "1\n", prompt + "\n\nTie"):
+        assert parse_pandalm(echo) is None, echo
+    # The verdict line on its own (no echo) is what counts.
+    assert parse_pandalm("1") == "A" and parse_pandalm("2\n") == "B" and parse_pandalm("\nTie\n") == "tie"
 
 
 def test_score_and_pandalm_parsers_are_strict():
@@ -185,14 +226,14 @@ def test_an_unparsed_order_counts_only_as_a_half_battle():
 
 # --- ratings and reliability from stored judgments ------------------------------------------------------
 def test_ratings_and_reliability_from_stored_judgments(tmp_path, scripted):
-    from harness.leaderboard import compute_ratings, judge_reliability
+    from harness.api import judge_reliability, rate
 
     store = Store(tmp_path / "h.duckdb")
     suite = suite_of("a", "bb", "ccc", limit=4)
     suite.ratings.bootstrap_rounds = 50
     generate(store, suite, scripted)
     judge_suite(suite, store, "r1", judges={"lenjudge": LLMJudge("lenjudge", VerdictBackend())})
-    rows = compute_ratings(store, suite)
+    rows = rate(suite, store).rows
     bt = {r.model: r for r in rows if (r.method, r.dimension, r.category) == ("bt", "accuracy", "all")}
     # The length judge always prefers the longer answer: ccc > bb > a, with each CI holding its point.
     assert bt["ccc"].rating > bt["bb"].rating > bt["a"].rating
@@ -214,7 +255,7 @@ def test_choice_decoding_needs_a_backend_that_scores_choices():
 
 def test_baseline_mode_stores_win_rates_and_self_preference_is_measured(tmp_path, scripted):
     from harness.config import PairsSpec
-    from harness.leaderboard import compute_ratings, self_preference
+    from harness.api import rate, self_preference
 
     store = Store(tmp_path / "h.duckdb")
     suite = suite_of("a", "bb", "ccc", limit=4, pairs=PairsSpec(mode="baseline", baseline="bb"))
@@ -222,12 +263,12 @@ def test_baseline_mode_stores_win_rates_and_self_preference_is_measured(tmp_path
     suite.judges[0].model = HFModelSpec(name="jm", model="scripted-ccc")  # the judge shares ccc's model
     generate(store, suite, scripted)
     judge_suite(suite, store, "r1", judges={"lenjudge": LLMJudge("lenjudge", VerdictBackend())})
-    rows = compute_ratings(store, suite)
+    rows = rate(suite, store).rows
     rates = {r.model: r.rating for r in rows if (r.method, r.dimension, r.category) == ("win_rate", "accuracy", "all")}
     assert rates == {"a": 0.0, "ccc": 1.0}  # vs bb: a is always shorter, ccc always longer
     lc = {r.model: r for r in rows if (r.method, r.dimension, r.category) == ("lc_win_rate", "accuracy", "all")}
     assert set(lc) == {"a", "ccc"} and all(0 <= r.rating <= 1 and r.battles == 5 for r in lc.values())
-    assert self_preference(store, suite, "lenjudge") == {"ccc": 1.0}
+    assert self_preference(suite, store, "lenjudge") == {"ccc": 1.0}
 
 
 class GradeBackend:
@@ -252,7 +293,7 @@ class GradeBackend:
 
 
 def test_single_grading_repeats_are_rows_of_their_own_and_average(tmp_path, scripted):
-    from harness.leaderboard import compute_ratings
+    from harness.api import rate
 
     spec = JudgeSpec(name="grader", model=HFModelSpec(name="g", model="scripted"), kind="single", repeats=3)
     store, suite = Store(tmp_path / "h.duckdb"), suite_of("a", judges=[spec], limit=2)
@@ -264,7 +305,7 @@ def test_single_grading_repeats_are_rows_of_their_own_and_average(tmp_path, scri
     with store.read() as con:
         scores = sorted(s for (s,) in con.execute("SELECT score FROM judgments").fetchall())
     assert scores == [5.0] * answers + [6.0] * answers + [7.0] * answers
-    mean = {(r.category, r.model): r.rating for r in compute_ratings(store, suite) if r.method == "mean_grade"}
+    mean = {(r.category, r.model): r.rating for r in rate(suite, store).rows if r.method == "mean_grade"}
     assert mean[("all", "a")] == 6.0 and mean[("turn 2", "a")] == 6.0
     again = GradeBackend()
     judge_suite(suite, store, "r2", judges={"grader": LLMJudge("grader", again, kind="single")})

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 
 import duckdb
+import pytest
 
-from harness.store import Store, migrations
+from harness.store import Store, StoreBusyError, migrations
 
 # The schema as migrations 001.. build it. A new migration must extend this, never edit a line.
 EXPECTED_SCHEMA = {
@@ -31,7 +35,10 @@ EXPECTED_SCHEMA = {
                   "kind VARCHAR", "set_name VARCHAR", "question_id VARCHAR", "turn INTEGER", "model_a VARCHAR",
                   "model_b VARCHAR", "answer_a VARCHAR", "answer_b VARCHAR", "dimension VARCHAR",
                   "verdict VARCHAR", "score DOUBLE", "status VARCHAR", "attempts INTEGER",
-                  "raw_output VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP"],
+                  "raw_output VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP",
+                  # 005
+                  "choice_lp_1 DOUBLE", "choice_lp_2 DOUBLE", "choice_lp_tie DOUBLE", "annotator VARCHAR",
+                  "note VARCHAR", "queue_reason VARCHAR"],
     "ratings": ["computed_at TIMESTAMP", "suite_name VARCHAR", "judge_name VARCHAR", "dimension VARCHAR",
                 "category VARCHAR", "method VARCHAR", "model VARCHAR", "rating DOUBLE", "ci_low DOUBLE",
                 "ci_high DOUBLE", "level DOUBLE", "battles INTEGER", "merge_policy VARCHAR"],
@@ -56,6 +63,22 @@ EXPECTED_SCHEMA = {
     "parent_comparisons": ["model VARCHAR", "parent VARCHAR", "suite_name VARCHAR", "judge_name VARCHAR",
                            "dimension VARCHAR", "method VARCHAR", "delta DOUBLE", "ci_low DOUBLE",
                            "ci_high DOUBLE", "computed_at TIMESTAMP"],
+    # 005
+    "judges": ["name VARCHAR", "fingerprint VARCHAR", "kind VARCHAR", "spec_json VARCHAR", "first_seen TIMESTAMP",
+               "last_used TIMESTAMP"],
+    # 006
+    "judge_eval_runs": ["eval_run_id VARCHAR", "judge_name VARCHAR", "judge_fingerprint VARCHAR", "source VARCHAR",
+                        "benchmark VARCHAR", "data_hash VARCHAR", "data_files VARCHAR[]", "n_items INTEGER",
+                        "n_parsed INTEGER", "n_calls INTEGER", "n_cached INTEGER", "settings_json VARCHAR",
+                        "harness_version VARCHAR", "started_at TIMESTAMP", "finished_at TIMESTAMP", "wall_s DOUBLE"],
+    "judge_eval_items": ["item_key VARCHAR", "judge_name VARCHAR", "judge_fingerprint VARCHAR", "benchmark VARCHAR",
+                         "item_id VARCHAR", "item_order INTEGER", "model_a VARCHAR", "model_b VARCHAR",
+                         "verdict VARCHAR", "parsed BOOLEAN", "attempts INTEGER", "raw_output VARCHAR",
+                         "choice_lp_1 DOUBLE", "choice_lp_2 DOUBLE", "choice_lp_tie DOUBLE", "human_label VARCHAR",
+                         "human_labels VARCHAR[]", "created_at TIMESTAMP"],
+    "judge_eval_run_items": ["eval_run_id VARCHAR", "item_key VARCHAR"],
+    "judge_eval_metrics": ["eval_run_id VARCHAR", "metric VARCHAR", "value DOUBLE", "numerator INTEGER",
+                           "denominator INTEGER", "n INTEGER", "ci_low DOUBLE", "ci_high DOUBLE", "level DOUBLE"],
 }
 
 
@@ -92,13 +115,21 @@ def test_another_process_can_write_after_a_store_operation_returns(tmp_path):
     assert proc.stdout.strip() == "1", proc.stderr
 
 
-def test_store_waits_for_a_lock_held_by_another_process(tmp_path):
-    path = tmp_path / "h.duckdb"
-    Store(path)
+@contextmanager
+def lock_held_by_another_process(path):
+    """A child process that holds `path`'s DuckDB lock until told to let go: `release()` sends the
+    signal and returns once the child has closed the file (it replies `released`)."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('locked', flush=True); sys.stdin.readline()"],
+         f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('locked', flush=True); "
+         "sys.stdin.readline(); c.close(); print('released', flush=True); sys.stdin.readline()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def release():
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+
     try:
         assert holder.stdout.readline().strip() == "locked"
         try:
@@ -107,10 +138,55 @@ def test_store_waits_for_a_lock_held_by_another_process(tmp_path):
         except duckdb.IOException:
             locked = True
         assert locked, "DuckDB no longer locks across processes; the store's retry loop can go"
-        holder.stdin.write("\n")
-        holder.stdin.flush()  # releases the lock; the store's retry then gets in
-        with Store(path).read() as con:
-            assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
+        yield release
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_store_waits_for_a_lock_held_by_another_process(tmp_path):
+    """Handshake, no timing: the child releases only after the parent's read has been seen failing
+    on the lock and still waiting; that same read must then succeed."""
+    path = tmp_path / "h.duckdb"
+    Store(path)
+    with lock_held_by_another_process(path) as release:
+        store = Store(path, migrate=False, lock_wait_s=120)
+        result: dict = {}
+
+        def read():
+            try:
+                with store.read() as con:
+                    result["count"] = con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
+            except BaseException as exc:  # reported to the main thread
+                result["error"] = exc
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        give_up = time.monotonic() + 60  # a safety net only; the loop ends on the reader's retry
+        while getattr(store, "lock_retries", 0) < 1 and reader.is_alive():
+            assert time.monotonic() < give_up, "the read neither failed on the lock nor finished"
+            time.sleep(0.005)
+        assert store.lock_retries >= 1, f"the read never retried: {result}"
+        assert reader.is_alive() and not result, f"the read ended while the lock was held: {result}"
+        release()
+        reader.join(timeout=60)
+    assert not reader.is_alive(), "the read did not get in after the lock was released"
+    assert "error" not in result, result.get("error")
+    assert result["count"] >= 1
+
+
+def test_store_raises_busy_when_a_lock_outlasts_lock_wait_s(tmp_path):
+    path = tmp_path / "h.duckdb"
+    Store(path)
+    with lock_held_by_another_process(path) as release:
+        store = Store(path, migrate=False, lock_wait_s=0.5)
+        for attempt in (store.read, store.write):
+            started = time.monotonic()
+            with pytest.raises(StoreBusyError, match="held by another process"):
+                with attempt():
+                    pass
+            assert time.monotonic() - started >= 0.5  # it waited out lock_wait_s before giving up
+            assert store.lock_retries >= 1  # ... retrying, rather than failing on the first try
+        release()
+        with store.read() as con:  # the lock, not the file, was the problem
+            assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1

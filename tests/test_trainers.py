@@ -166,8 +166,9 @@ def _judged_store(tmp_path, scripted) -> Store:
                 verdict = "A" if wins is None else ("A" if wins == a else "B")
                 call = stable_hash([qid, a, b])
                 rows.append((stable_hash([call, dim]), call, "j", "fp", "pairwise", "mini", qid, 1, a, b,
-                             ids[(a, qid)], ids[(b, qid)], dim, verdict, None, "ok", 1, verdict, "run"))
+                             ids[(a, qid)], ids[(b, qid)], dim, verdict, None, "ok", 1, verdict, "run", None, None, None))
     with store.write() as con:
+        q.register_judge(con, "j", ["fp"], "pairwise", "{}")
         q.insert_judgments(con, rows)
     return store
 
@@ -184,20 +185,18 @@ def test_mined_pairs_use_the_merged_winner_and_drop_contradictions(tmp_path, scr
     best = mine_best_answers(store, StoreData())
     assert [(p["question"], p["model"]) for p in best.provenance] == [("q1", "good")]
     assert best.rows[0]["completion"][0]["content"].startswith("good answers")
-    with pytest.raises(DataError, match=r"^where: data\.store: 0 preference pairs after filtering \(0 judgment rows"):
+    with pytest.raises(DataError, match=r"^where: data\.store: 0 preference pairs after filtering \(0 battles"):
         mine_pairs(store, StoreData(judge="someone-else"), where="where")
 
 
 def test_calibrated_mining_decides_position_biased_battles(tmp_path, scripted):
     """q2's judge picked position A in both orders (no agreement), but its stored choice
     log-likelihoods favour `good` once the orders are summed: calibrated mining makes it a pair."""
-    from judges.parse import choice_output
-
     store = _judged_store(tmp_path, scripted)
     with store.write() as con:
         for first, scores in (("good", [-0.1, -2.0, -5.0]), ("bad", [-0.5, -1.0, -5.0])):
-            con.execute("UPDATE judgments SET raw_output = ? WHERE question_id = 'q2' AND model_a = ?",
-                        [choice_output(scores), first])
+            con.execute("UPDATE judgments SET choice_lp_1 = ?, choice_lp_2 = ?, choice_lp_tie = ?"
+                        " WHERE question_id = 'q2' AND model_a = ?", [*scores, first])
     assert [p["question"] for p in mine_pairs(store, StoreData()).provenance] == ["q1"]
     calibrated = mine_pairs(store, StoreData(calibrated=True))
     assert [(p["question"], p["chosen_model"], p["votes"]) for p in calibrated.provenance] == [

@@ -16,6 +16,8 @@ from pathlib import Path
 from harness.config import HFModelSpec
 from harness.errors import ConfigError, HarnessError, MissingExtraError
 from harness.models.catalog import CATALOG, resolve_model_path
+from harness.models.device import resolve_device
+from harness.models.registry import get_entry, kinds_where
 from harness.store import Store
 from harness.store import queries as q
 from trainers.data import (TrainingData, load_chat_jsonl, load_pairs_jsonl, load_pandalm_pairs, mine_best_answers,
@@ -41,6 +43,7 @@ class Plan:
     output_dir: Path
     parent: Parent
     data: TrainingData
+    device: str = "cpu"  # resolved torch device (cpu, cuda, mps) the model trains on
 
 
 @dataclass
@@ -85,8 +88,10 @@ def resolve_parent(base: str, store: Store, where: str) -> Parent:
                           " ORDER BY last_used DESC LIMIT 1", [base]).fetchone()
     if row is not None:
         spec = json.loads(row[0])
-        if row[1] not in ("hf", "vllm"):
-            raise ConfigError(f"{where}: base: '{base}' is a {row[1]} model in the store: only hf/vllm models "
+        entry = get_entry(row[1])
+        if entry is None or not entry.capabilities.local_weights:
+            able = "/".join(kinds_where(lambda e: e.capabilities.local_weights))
+            raise ConfigError(f"{where}: base: '{base}' is a {row[1]} model in the store: only {able} models "
                               "(local weights) can be trained")
         folder = resolve_model_path(spec["model"])
         return Parent(base, folder, spec.get("adapter"), row[2])
@@ -110,7 +115,10 @@ def plan(recipe: Recipe | str | Path, method: str, store: Store, base_dir: Path 
     parent = resolve_parent(recipe.base, store, recipe_file)
     check_target_modules(recipe, parent.folder, recipe_file)
     require_train_extra()
-    return Plan(recipe, method, recipe_file, Path(recipe.output_dir).absolute(), parent, data)
+    # The hf backend's rule (auto: cuda, else mps, else cpu). A recipe-level `training.device` is
+    # honoured once TrainingSpec declares one; until then every recipe trains on `auto`.
+    device = resolve_device(getattr(recipe.training, "device", "auto"), recipe.name)
+    return Plan(recipe, method, recipe_file, Path(recipe.output_dir).absolute(), parent, data, device)
 
 
 def _load_data(recipe: Recipe, method: str, store: Store, base_dir: Path, where: str) -> TrainingData:
@@ -150,7 +158,9 @@ def load_model(plan: Plan):
         merged = plan.output_dir / "parent-merged"
         _save_full(model, tokenizer, merged)
         plan.parent.folder = merged.resolve()
-    return model, tokenizer
+    # Placed here so the model is where TRL will train it (TrainingArguments' device follows
+    # use_cpu, see training_arguments); the Trainer would move it too, but only when it is built.
+    return model.to(plan.device), tokenizer
 
 
 def lora_config(recipe: Recipe):
@@ -164,13 +174,16 @@ def lora_config(recipe: Recipe):
 
 def training_arguments(plan: Plan) -> dict:
     """TrainingArguments shared by SFTConfig and DPOConfig, set for a CPU without bf16 units:
-    bf16 was ~17x slower there and gradient checkpointing ~1.4x slower (SEEN-HERE.md)."""
+    bf16 was ~17x slower there and gradient checkpointing ~1.4x slower (SEEN-HERE.md). On a GPU
+    the weights stay fp32 too: mixed precision would change the results, so it is not switched on
+    behind the recipe's back."""
     t = plan.recipe.training
     return dict(
         output_dir=str(plan.output_dir / "trainer"), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
         learning_rate=t.lr, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
         warmup_steps=t.warmup_steps, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
-        max_length=t.max_length, bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
+        max_length=t.max_length, bf16=False, fp16=False, gradient_checkpointing=False,
+        use_cpu=plan.device == "cpu",  # else transformers picks the accelerator: cuda, or mps on a Mac
         report_to="none", dataloader_num_workers=0, save_strategy="no", disable_tqdm=True,
     )
 

@@ -75,26 +75,20 @@ def suite_with(suite: Suite, store: Store, model: str, parent: str) -> Suite:
 
 def evaluate_against_parent(model: str, suite_path: str | Path, store: Store, progress=None) -> EvalReport:
     """Generate (and judge) what is missing for the trained model and its parent, rate, compare."""
-    from harness.judging import judge_suite
-    from harness.leaderboard import compute_ratings
-    from harness.runner import run_suite
+    from harness import api
 
     parent = trained_row(store, model)["parent"]
     base_suite, base_dir = load_suite(suite_path)
     suite = suite_with(base_suite, store, model, parent)
     report = EvalReport(model, parent, suite)
-    report.run_summary = run_suite(suite, store, base_dir, progress=progress)
-    if suite.judges:
-        judge_suite(suite, store, report.run_summary.run_id, base_dir, progress=progress)
-        report.ratings = [r for r in compute_ratings(store, suite) if r.category == "all"]
+    run = api.run(suite, store, base_dir=base_dir, progress=progress, stages=("generate", "judge", "rate"))
+    report.run_summary = run.generation
+    report.ratings = run.board.rows_for("all") if run.board else []
     shown = suite_name_of(parent)
     report.comparisons = rating_deltas(store, suite, model, shown)
     _store_comparisons(store, report, report.comparisons)  # kept even if the closed-set run fails
-    if getattr(suite, "closed_set", None):  # lm-eval tasks of the suite, skipped where already stored
-        from harness.closed import run_closed
-        from harness.config import resolve_suite_path
-
-        run_closed(suite, base_dir, store, progress, source=str(resolve_suite_path(str(suite_path))))
+    if suite.closed_set:  # lm-eval tasks of the suite, skipped where already stored
+        api.run(suite, store, base_dir=base_dir, progress=progress, stages=("closed",))
     closed = closed_set_deltas(store, suite.name, model, shown)
     _store_comparisons(store, report, closed)
     report.comparisons += closed
@@ -105,13 +99,12 @@ def rating_deltas(store: Store, suite: Suite, model: str, parent: str) -> list[C
     """Per judge and dimension: BT(model) - BT(parent) with a percentile CI from the same bootstrap
     rounds (the two ratings are correlated, so their separate CIs cannot be subtracted), and the
     model's head-to-head win rate against the parent (ties half) with a bootstrap CI."""
-    from harness.leaderboard import pairwise_rows
+    from harness.battles import battles, for_suite
     from harness.ratings import _bootstrap_bt, battles_from_rows
-    from judges.merge import merge_orders
 
     cfg = suite.ratings
     groups: dict[tuple[str, str], list] = {}
-    for b in merge_orders(pairwise_rows(store, suite), cfg.merge):
+    for b in battles(store, for_suite(suite), cfg.merge):
         groups.setdefault((b.judge_name, b.dimension), []).append(b)
     quantiles = [(1 - cfg.level) / 2, (1 + cfg.level) / 2]
     out = []

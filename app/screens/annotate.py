@@ -12,6 +12,7 @@ import random
 import streamlit as st
 
 from app.data import load, save_verdicts
+from app.filters import options, suite as pick_suite
 
 REASONS = {"swap": "inconsistent under swap", "disagree": "judges disagree", "audit": "random audit"}
 CHOICES = ("Response 1 is better", "Tie", "Response 2 is better")
@@ -24,17 +25,18 @@ def render() -> None:
         st.success(st.session_state.pop("ann_saved"))
     name = st.text_input("Your name (verdicts are stored as judge human:<name>)", key="ann_name").strip()
     reasons = st.multiselect("Queue", list(REASONS), default=list(REASONS), format_func=REASONS.get, key="ann_reasons")
-    if not name:
-        st.info("Enter your name to start.")
+    suite = pick_suite(options())
+    if not name or suite is None:
+        st.info("Enter your name to start." if suite else "No suite has been run yet.")
         return
-    queue = [q for q in load("annotation_queue", name, tuple(reasons)) if _key(q) not in _skipped()]
+    queue = [q for q in load("annotation_queue", suite, name, tuple(reasons)) if _key(q) not in _skipped()]
     if not queue:
         st.info("Nothing left to settle in this queue.")
         return
     item = queue[0]
     st.caption(f"{len(queue)} battles in the queue · this one: {REASONS.get(item['reason'].split('-')[0], item['reason'])}"
                f" · category {item['category']} · turn {item['turn']}")
-    details = load("annotation_item", item)
+    details = load("annotation_item", suite, item)
     first, second = _shown_order(item)
     _show(details, first, second)
     _form(name, item, details, first, second)

@@ -7,16 +7,20 @@ import pandas as pd
 import streamlit as st
 
 from app.data import load
-from app.filters import options, pick
+from app.filters import options, pick, suite as pick_suite
 
 
 def render() -> None:
     st.title("Answers")
     opts = options()
+    suite = pick_suite(opts)
     set_name = pick("Set", opts["sets"], "f_set")
+    if suite is None:
+        st.info("No suite has been run yet: `harness run quickstart` fills the store.")
+        return
     search = st.text_input("Search question or answer text", key="a_search")
     only = st.toggle("Only where judges disagree or flip under swap", key="a_disagree")
-    found = load("questions", set_name, search.strip(), only)
+    found = load("questions", suite, set_name, search.strip(), only)
     if not found:
         st.info("No judged question matches.")
         return
@@ -30,7 +34,7 @@ def render() -> None:
         st.info("No pairwise judgment of this question.")
         return
     x, y = st.selectbox("Models", pairs, key="a_pair", format_func=lambda p: f"{p[0]}  vs  {p[1]}")
-    conv = load("conversation", q["set_name"], q["question_id"], x, y)
+    conv = load("conversation", suite, q["set_name"], q["question_id"], x, y)
     _side_by_side(conv, x, y)
     _verdicts(conv, x, y)
 
@@ -62,8 +66,11 @@ def _verdicts(conv, x: str, y: str) -> None:
     df = pd.DataFrame(conv.judgments)
     df["order"] = [f"{a} shown first" for a in df["shown_first"]]
     df["winner"] = df["winner"].fillna("(unparsed)")
-    st.dataframe(df[["turn", "judge", "dimension", "order", "verdict", "winner", "status", "attempts"]],
-                 hide_index=True)
+    df["merged"] = df["merged_winner"].fillna("-")
+    st.caption("`merged`: the battle's outcome on the board (both orders, the suite's merge policy). "
+               "Rows with counted = false are history: an older judge or model version, never mixed in.")
+    st.dataframe(df[["turn", "judge", "dimension", "order", "verdict", "winner", "merged", "counted", "status",
+                     "attempts"]], hide_index=True)
     for (turn, judge, first), group in df.groupby(["turn", "judge", "shown_first"], sort=True):
         verdicts = ", ".join(f"{r.dimension}: {r.winner}" for r in group.itertuples())
         with st.expander(f"turn {turn} · {judge} · {first} first · {verdicts}"):

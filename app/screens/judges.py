@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import charts
 from app.data import load
-from app.filters import options, pick
+from app.filters import options, pick, suite as pick_suite
 
 METRICS = {"parse_failure_rate": "parse failures", "swap_flip_rate": "swap flip rate",
            "first_position_win_rate": "first-position win rate", "longer_answer_win_rate": "longer answer wins"}
@@ -16,18 +16,60 @@ METRICS = {"parse_failure_rate": "parse failures", "swap_flip_rate": "swap flip 
 
 def render() -> None:
     st.title("Judges")
-    _human_section()
+    opts = options()
+    suite = pick_suite(opts)
+    _judge_eval_section()
+    if suite is not None:
+        _human_section(suite)
     _reliability_section()
-    _agreement_section(options())
-    _self_preference_section()
+    if suite is not None:
+        _agreement_section(opts, suite)
+        _self_preference_section(suite)
 
 
-def _human_section() -> None:
+JUDGE_EVAL_HEADLINES = {"agreement_with_ties": "agreement with ties",
+                        "agreement_without_ties": "agreement without ties",
+                        "accuracy": "accuracy", "macro_f1": "macro F1"}
+
+
+def _judge_eval_section() -> None:
+    st.subheader("Agreement with published human labels")
+    rows = load("judge_eval_results")
+    if not rows:
+        st.info("No judge-eval results stored yet: run `harness judge-eval --data ../shared/data` "
+                "(add `--suite S` to run that suite's judge on MT-Bench pairs the experts voted on).")
+        return
+    df = pd.DataFrame(rows)
+    st.caption("Stored by `harness judge-eval`, the latest run per judge and benchmark: released verdicts on the "
+               "PandaLM test set against the annotator majority, and MT-Bench expert votes compared as FastChat "
+               "does (a judge's two orders merged; the experts against each other are the ceiling). "
+               "Bars show 95% bootstrap intervals over items.")
+    top = df[df["metric"].isin(list(JUDGE_EVAL_HEADLINES))].dropna(subset=["value"]).copy()
+    top["panel"] = top["benchmark"] + " · " + top["metric"].map(JUDGE_EVAL_HEADLINES)
+    for _, panel in top.groupby("benchmark", sort=True):  # one chart per benchmark: its own judges only
+        panel = panel[["judge", "panel", "value", "ci_low", "ci_high", "n_items"]]
+        st.altair_chart(charts.bars(panel, "value", "judge", column="panel", fmt=".1%", domain=(0, 1),
+                                    err=("ci_low", "ci_high"), title="agreement"))
+
+    def pct(v) -> str:
+        return "" if v is None or pd.isna(v) else f"{v:.1%}"
+
+    table = pd.DataFrame({
+        "benchmark": df["benchmark"], "judge": df["judge"], "metric": df["metric"],
+        "value": df["value"].map(pct),
+        "95% CI": [f"[{pct(lo)}, {pct(hi)}]" if not pd.isna(lo) else "" for lo, hi in zip(df["ci_low"], df["ci_high"])],
+        "count": [f"{int(a)}/{int(b)}" if not (pd.isna(a) or pd.isna(b)) else "" for a, b in
+                  zip(df["numerator"], df["denominator"])],
+        "items": df["n_items"], "judge calls": df["n_calls"], "finished": df["finished_at"],
+    })
+    st.dataframe(table, hide_index=True)
+
+
+def _human_section(suite: str) -> None:
     st.subheader("Agreement with people")
-    st.caption("`harness judge-eval` prints its agreement with published human labels but does not store it "
-               "in the database, so this panel shows agreement with the human verdicts given in this app "
-               "(Annotate page): how often the judge's merged verdict names the same winner as the person.")
-    df = pd.DataFrame(load("human_agreement"))
+    st.caption("Agreement with the human verdicts given in this app (Annotate page): how often the judge's merged "
+               "verdict names the same winner as the person. Agreement with published human labels is above.")
+    df = pd.DataFrame(load("human_agreement", suite))
     if df.empty:
         st.info("No human verdicts yet: settle a few battles on the Annotate page.")
         return
@@ -49,23 +91,24 @@ def _reliability_section() -> None:
     st.altair_chart(charts.bars(df, "value", "judge_name", column="metric", fmt=".0%", domain=(0, 1), title="rate"))
 
 
-def _agreement_section(opts) -> None:
+def _agreement_section(opts, suite: str) -> None:
     st.subheader("Judge vs judge")
     dimension = pick("Dimension", opts["dimensions"], "f_dimension")
-    df = pd.DataFrame(load("judge_agreement", dimension))
+    df = pd.DataFrame(load("judge_agreement", suite, dimension))
     if df.empty:
-        st.caption("Needs two judges (people count) that judged the same battles in the same order.")
+        st.caption("Needs two judges (people count) that decided the same battles.")
         return
     judges = sorted(set(df["judge"]))
     df = pd.concat([df, pd.DataFrame({"judge": judges, "other": judges, "items": 0, "agreement": 1.0})])
-    st.caption("Share of identical verdicts on the same battle shown in the same order.")
+    st.caption("Share of battles both decided where they name the same winner (each judge's two orders merged "
+               "under the suite's policy; a person's verdict as given). A person's row equals the agreement above.")
     st.altair_chart(charts.heatmap(df, "other", "judge", "agreement", domain=(0, 1), order=judges,
                                    scheme="greens", title="agreement"), width="content")
 
 
-def _self_preference_section() -> None:
+def _self_preference_section(suite: str) -> None:
     st.subheader("Self-preference")
-    rows = load("self_preference")
+    rows = load("self_preference", suite)
     if not rows:
         st.caption("No judge shares its model with a candidate, so self-preference cannot be measured.")
         return

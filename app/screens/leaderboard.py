@@ -9,6 +9,7 @@ import streamlit as st
 from app import charts
 from app.data import load
 from app.filters import ALL, options, pick
+from harness.leaderboard import separated
 
 METHOD_LABEL = {"bt": "Bradley-Terry", "elo": "Elo"}
 
@@ -54,7 +55,7 @@ def _with_significance(df: pd.DataFrame) -> pd.DataFrame:
     for _, panel in df.groupby("panel", sort=False):
         panel = panel.sort_values("rating", ascending=False).copy()
         below = panel["ci_high"].shift(-1)
-        panel["vs next below"] = ["last" if pd.isna(b) else ("significantly above" if lo > b else "overlaps")
+        panel["vs next below"] = ["last" if pd.isna(b) else ("significantly above" if separated(lo, b) else "overlaps")
                                   for lo, b in zip(panel["ci_low"], below)]
         parts.append(panel)
     return pd.concat(parts)

@@ -1,4 +1,4 @@
-"""Pairwise: win-rate matrix, battle counts, per-category breakdown (both orders merged in SQL)."""
+"""Pairwise: win-rate matrix, battle counts, per-category breakdown (the suite's merged battles)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,28 @@ import streamlit as st
 
 from app import charts
 from app.data import load
-from app.filters import judge_and_dimension, options, pick
+from app.filters import judge_and_dimension, options, pick, suite as pick_suite
 
 
 def render() -> None:
     st.title("Pairwise")
     opts = options()
+    suite = pick_suite(opts)
     judge, dimension = judge_and_dimension(opts)
     set_name = pick("Set", opts["sets"], "f_set")
     category = pick("Category", opts["categories"], "f_category")
-    if judge is None:
+    if judge is None or suite is None:
         st.info("No judge has run yet: add `judges:` to a suite and `harness run` it.")
         return
-    matrix = pd.DataFrame(load("pairwise_matrix", judge, dimension, set_name, category))
+    matrix = pd.DataFrame(load("pairwise_matrix", suite, judge, dimension, set_name, category))
     if matrix.empty:
-        st.info("No battles with both orders parsed for these filters.")
+        st.info("No battles for these filters (under the suite's merge policy).")
         return
     order = (matrix.groupby("model").apply(lambda g: (g.wins.sum() + 0.5 * g.ties.sum()) / g.battles.sum(),
                                            include_groups=False).sort_values(ascending=False).index.tolist())
-    st.caption(f"Judge {judge}, dimension {dimension}: each battle merges the two orders (orders that disagree "
-               "count as a tie). Rows: the model; columns: its opponent; ties count half.")
+    st.caption(f"Judge {judge}, dimension {dimension}: each battle merges the two orders under the suite's "
+               f"policy ({load('merge_policy', suite)}), exactly as the leaderboard does. Rows: the model; "
+               "columns: its opponent; ties count half.")
     left, right = st.columns(2)
     with left:
         st.subheader("Win rate of row vs column")
@@ -37,7 +39,7 @@ def render() -> None:
         st.altair_chart(charts.heatmap(matrix, "opponent", "model", "battles", fmt="d", scheme="greys",
                                        order=order, title="battles"), width="content")
     st.subheader("Per category: win rate against all opponents")
-    by_cat = pd.DataFrame(load("category_breakdown", judge, dimension, set_name))
+    by_cat = pd.DataFrame(load("category_breakdown", suite, judge, dimension, set_name))
     if by_cat.empty:
         st.caption("No categories.")
     else:

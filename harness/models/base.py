@@ -1,4 +1,4 @@
-"""The model-backend extension point: one Protocol, plain data types, one registry.
+"""The model-backend extension point: Protocols (what a backend is, what it can do), plain data types.
 
 A backend turns a batch of conversations into completions. Everything else (caching, storing,
 resuming) lives in the runner, so a new backend only has to implement `generate` and `fingerprint`.
@@ -7,10 +7,9 @@ resuming) lives in the runner, so a new backend only has to implement `generate`
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,6 +84,17 @@ class ModelBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class ChoiceScorer(Protocol):
+    """A backend that can score given continuations instead of generating (the hf backend).
+    Judges with `decode: choice` need one; `isinstance(backend, ChoiceScorer)` tells."""
+
+    def score_choices(self, conversations: list[Conversation], choices: tuple[str, ...]) -> list[list[float]]:
+        """Per conversation, the log-likelihood of each choice as the start of the assistant's
+        reply, in the order of `choices`."""
+        ...
+
+
 def stable_hash(obj: Any) -> str:
     """sha256 of canonical JSON: the one hashing rule for every cache key in the store."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -92,36 +102,25 @@ def stable_hash(obj: Any) -> str:
 
 
 # --- registry -------------------------------------------------------------------------------------
-# Values are "module:attribute" strings so that heavy modules (torch, vllm) load only on use.
-# Tests and plugins may register a callable directly.
-BackendFactory = Callable[[Any], ModelBackend]
-_BACKENDS: dict[str, str | BackendFactory] = {
-    "hf": "harness.models.hf:HFBackend",
-    "openai": "harness.models.openai_backend:OpenAIBackend",
-    "vllm": "harness.models.vllm:VLLMBackend",
-    "reference": "harness.models.reference:ReferenceBackend",
-}
+# The registry lives in harness.models.registry (it imports the spec classes, which import this
+# module's types); these wrappers keep `from harness.models.base import create_backend` working.
 
 
-def register_backend(kind: str, factory: str | BackendFactory) -> None:
-    """Add a backend kind. `factory(spec)` must return a ModelBackend."""
-    _BACKENDS[kind] = factory
+def register_backend(kind, factory=None, **kwargs):
+    """Add a backend kind at runtime; see harness.models.registry.register_backend."""
+    from harness.models.registry import register_backend as register
+
+    return register(kind, factory, **kwargs)
 
 
 def backend_kinds() -> list[str]:
-    return sorted(_BACKENDS)
+    from harness.models.registry import backend_kinds as kinds
+
+    return kinds()
 
 
 def create_backend(spec: Any) -> ModelBackend:
-    """Instantiate the backend named by `spec.backend`."""
-    from harness.errors import ConfigError
+    """Instantiate the backend named by `spec.backend` (through the registry)."""
+    from harness.models.registry import create_backend as create
 
-    target = _BACKENDS.get(spec.backend)
-    if target is None:
-        raise ConfigError(
-            f"model '{spec.name}': unknown backend '{spec.backend}' (known: {', '.join(backend_kinds())})"
-        )
-    if isinstance(target, str):
-        module_name, attr = target.split(":")
-        target = getattr(importlib.import_module(module_name), attr)
-    return target(spec)
+    return create(spec)

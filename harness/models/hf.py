@@ -1,4 +1,4 @@
-"""In-process transformers backend for small models on CPU: batched, left-padded, chat-templated.
+"""In-process transformers backend (CPU, CUDA or MPS): batched, left-padded, chat-templated.
 
 The model loads on the first `generate` call, so building a backend (to read its fingerprint, say)
 costs no memory and a fully cached rerun never loads weights at all.
@@ -10,10 +10,11 @@ import json
 import time
 from pathlib import Path
 
-from harness.config import HFModelSpec
 from harness.errors import ConfigError, MissingExtraError
 from harness.models.base import Completion, Conversation, GenerationParams, stable_hash
 from harness.models.catalog import resolve_model_path, weights_identity
+from harness.models.device import resolve_device
+from harness.models.specs import HFModelSpec
 
 
 def read_chat_template(folder: Path, override: str | None = None) -> str:
@@ -49,19 +50,27 @@ def model_fingerprint(kind: str, folder: Path, adapter: str | None, template: st
 
 
 class HFBackend:
-    """transformers `generate` on CPU, many conversations per forward pass."""
+    """transformers `generate` on the spec's device, many conversations per forward pass."""
 
     def __init__(self, spec: HFModelSpec):
         self.spec = spec
         self.path = resolve_model_path(spec.model)
+        # Resolved now, not at load: a missing GPU is an error before any answer is looked up.
+        self.device = resolve_device(spec.device, spec.name)
         self.template = read_chat_template(self.path, spec.chat_template)
         self.chunk_size = spec.batch_size  # conversations the runner hands over (and stores) at once
         self._model = None
         self._tokenizer = None
 
     def fingerprint(self) -> str:
+        # The resolved device type is part of the fingerprint: GPU kernels reduce in another order
+        # than the CPU's, so logits differ in the last bits and greedy decoding can pick another
+        # token, after which the answer diverges (the reason dtype is in it too). "auto" is never
+        # hashed (it means different hardware on different machines), and cpu adds nothing, so
+        # answers stored before `device` existed (all on CPU) keep their keys.
+        on = {} if self.device == "cpu" else {"device": self.device}
         return model_fingerprint(
-            "hf", self.path, self.spec.adapter, self.template, dtype=self.spec.dtype
+            "hf", self.path, self.spec.adapter, self.template, dtype=self.spec.dtype, **on
         )
 
     def _load(self) -> None:
@@ -86,6 +95,7 @@ class HFBackend:
             except ImportError:
                 raise MissingExtraError("train", "peft") from None
             model = PeftModel.from_pretrained(model, self.spec.adapter)
+        model.to(self.device)  # after the adapter, so its weights move with the base model's
         model.eval()
         self._model, self._tokenizer = model, tokenizer
 
@@ -122,7 +132,7 @@ class HFBackend:
         import torch
 
         tok, model = self._tokenizer, self._model
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=self._adds_bos(texts))
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=self._adds_bos(texts)).to(self.device)
         eos_ids = model.generation_config.eos_token_id
         eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
         kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id)
@@ -184,8 +194,8 @@ class HFBackend:
         import torch
 
         width, pad = max(map(len, rows)), self._tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
         with torch.inference_mode():
             out = self._model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
             first = out.logits[:, -1].float().log_softmax(-1)
@@ -193,7 +203,7 @@ class HFBackend:
             for c in choice_ids:
                 score = first[:, c[0]].clone()
                 if len(c) > 1:  # feed the choice's own prefix, read the logprobs of its next tokens
-                    cont = torch.tensor([c[:-1]] * len(rows))
+                    cont = torch.tensor([c[:-1]] * len(rows), device=self.device)
                     logits = self._model(input_ids=cont, attention_mask=torch.cat([mask, torch.ones_like(cont)], 1),
                                          past_key_values=copy.deepcopy(out.past_key_values), use_cache=True).logits
                     logprobs = logits.float().log_softmax(-1)

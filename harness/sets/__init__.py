@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from harness.errors import DataError
+from judges.jsonl import read_jsonl  # re-exported: the one JSONL reader (see judges/jsonl.py)
 
 BUILTIN_DIR = Path(__file__).parent / "data"
 
@@ -27,24 +27,6 @@ class Question:
 
 def builtin_sets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.jsonl"))}
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; a bad line is a one-line DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found: check the path")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}): one object per line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
 
 
 def _text_list(path: Path, lineno: int, row: dict, key: str, required: bool) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ class Store:
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.02
+        self.lock_retries = 0  # failed attempts of the latest connect (tests observe the wait)
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
@@ -58,6 +59,7 @@ class Store:
                     raise StoreBusyError(
                         f"{self.path}: held by another process for {self.lock_wait_s:.0f} s: {exc}"
                     ) from None
+                self.lock_retries += 1
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.5)
 

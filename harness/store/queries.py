@@ -110,17 +110,28 @@ def insert_failures(con, rows: list[tuple]) -> None:
     )
 
 
+JUDGMENT_COLUMNS = ("judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name, question_id, turn,"
+                    " model_a, model_b, answer_a, answer_b, dimension, verdict, score, status, attempts, raw_output,"
+                    " run_id, choice_lp_1, choice_lp_2, choice_lp_tie")
+
+
 def insert_judgments(con, rows: list[tuple]) -> None:
-    """rows in the column order of `judgments` minus created_at; a stored judgment_id is kept."""
+    """rows in the order of JUDGMENT_COLUMNS; a stored judgment_id is kept."""
     if not rows:
         return
     con.executemany(
-        "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name,"
-        " question_id, turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status,"
-        " attempts, raw_output, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (judgment_id) DO NOTHING",
+        f"INSERT INTO judgments ({JUDGMENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) ON CONFLICT (judgment_id) DO NOTHING",
         rows,
     )
+
+
+def register_judge(con, name: str, fingerprints: list[str], kind: str, spec_json: str) -> None:
+    """Mark `fingerprints` as the judge's current ones: registered together, they share last_used."""
+    stamp = now()
+    con.executemany(
+        "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, fingerprint) DO UPDATE"
+        " SET last_used = excluded.last_used, spec_json = excluded.spec_json",
+        [(name, fp, kind, spec_json, stamp, stamp) for fp in fingerprints])
 
 
 # --- reads ----------------------------------------------------------------------------------------
@@ -142,6 +153,19 @@ def answer_texts(con, answer_ids: list[str]) -> dict[str, str]:
         return {}
     _with_temp_ids(con, answer_ids)
     return dict(con.execute("SELECT a.answer_id, a.text FROM answers a JOIN wanted ON answer_id = id").fetchall())
+
+
+def answer_texts_by_id(store: Store, answer_ids: list[str]) -> dict[str, str]:
+    with store.read() as con:
+        return answer_texts(con, answer_ids)
+
+
+def first_turns(store: Store, questions: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(set, question) -> the question's first user turn."""
+    with store.read() as con:
+        rows = con.execute("SELECT set_name, question_id, turns[1] FROM questions").fetchall()
+    wanted = set(questions)
+    return {(s, q): t for s, q, t in rows if (s, q) in wanted}
 
 
 def current_fingerprint(con, model_name: str) -> str | None:
@@ -189,6 +213,12 @@ def recent_runs(store: Store, limit: int = 10) -> list[dict]:
 def schema_version(store: Store) -> int:
     with store.read() as con:
         return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def rows_as_dicts(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    columns = [d[0] for d in cur.description]
+    return [dict(zip(columns, row)) for row in cur.fetchall()]
 
 
 def dumps(obj) -> str:

@@ -1,7 +1,8 @@
 """`harness app`: the Streamlit app on 127.0.0.1, as a subprocess of this same Python.
 
-Streamlit is imported only here (and only its presence is checked), so `import harness` and
-`harness --help` stay free of it.
+Streamlit is imported only by that subprocess (here only its presence is checked), so
+`import harness` and `harness --help` stay free of it. (This module is not named `app`: it would
+shadow the package's typer `app` as an attribute of `harness.cli`.)
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import typer
 
+from harness.cli.render import ReadOnlyDbOption
 from harness.errors import HarnessError, MissingExtraError
-from harness.store import DEFAULT_DB
 
-APP_MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
+APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 
 
-def app_command(db: Path = typer.Option(DEFAULT_DB, "--db", help="DuckDB file to browse (opened read-only)."),
+def app_command(db: Path = ReadOnlyDbOption,
                 port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1.")) -> None:
     """Browse the store: leaderboard, pairwise, answers, judges, runs; annotate as a person."""
     sys.exit(subprocess.call(streamlit_command(db, port), env=app_env(db)))

@@ -1,4 +1,4 @@
-"""`harness train sft|dpo RECIPE [--then-eval SUITE]` and `harness lineage MODEL`.
+"""`harness train sft|dpo|eval` and `harness lineage MODEL`.
 
 Each command parses, calls one function of `trainers`, and renders. Nothing here imports torch,
 trl or peft at import time: `harness --help` stays fast.
@@ -10,23 +10,21 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from harness.store import DEFAULT_DB
+from harness.cli.render import RichProgress, console, db_option
 
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a model (TRL + peft), register it with its lineage, "
                                                    "optionally evaluate it against its parent.")
-console = Console()
-DbOption = typer.Option(DEFAULT_DB, "--db", help="DuckDB file: mined data comes from it, the new model goes in it.")
+TrainDbOption = db_option("DuckDB file: mined data comes from it, the new model goes in it.")
 ThenEvalOption = typer.Option(None, "--then-eval", help="Suite YAML (or built-in name) to evaluate the new model "
                                                          "with, beside its parent.")
 RecipeArg = typer.Argument(..., help="Recipe YAML file, or a shipped recipe name (trainers/recipes/).")
 
 
 @train_app.command("sft")
-def sft(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
+def sft(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
     """Supervised fine-tuning (LoRA or full) on chat JSONL or the store's best-rated answers."""
     from harness.store import Store
     from trainers import train_sft
@@ -38,7 +36,7 @@ def sft(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] =
 
 
 @train_app.command("dpo")
-def dpo(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
+def dpo(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
     """DPO (LoRA or full) on (prompt, chosen, rejected) JSONL or pairs mined from the store's verdicts."""
     from harness.store import Store
     from trainers import train_dpo
@@ -52,11 +50,32 @@ def dpo(recipe: str = RecipeArg, db: Path = DbOption, then_eval: Optional[str] =
 @train_app.command("eval")
 def eval_(model: str = typer.Argument(..., help="A trained model's name (as in its recipe)."),
           suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
-          db: Path = DbOption) -> None:
+          db: Path = TrainDbOption) -> None:
     """Evaluate an already trained model beside its parent (what --then-eval does after training)."""
     from harness.store import Store
 
-    _render_eval(model, suite, Store(db))
+    _evaluate(model, suite, Store(db))
+
+
+def lineage(model: str = typer.Argument(..., help="Any model of the family: base, trained, or a descendant."),
+            db: Path = TrainDbOption) -> None:
+    """Show a model's family tree: parents, methods, data, costs, loss, and deltas against the parent."""
+    from harness.store import Store
+    from trainers import lineage as lineage_of
+
+    _render_lineage(lineage_of(Store(db), model), model)
+
+
+def _then_eval(recipe: str, suite: str, store) -> None:
+    from trainers import model_name_of
+
+    _evaluate(model_name_of(recipe), suite, store)
+
+
+def _evaluate(model: str, suite: str, store) -> None:
+    from trainers import evaluate_against_parent
+
+    _render_eval(evaluate_against_parent(model, suite, store, progress=RichProgress()))
 
 
 def _fmt(values: list[float]) -> str:
@@ -74,17 +93,7 @@ def _render_training(result) -> None:
     console.print(f"saved: {result.adapter_path or ''} {result.merged_path or ''}".rstrip())
 
 
-def _then_eval(recipe: str, suite: str, store) -> None:
-    from trainers import model_name_of
-
-    _render_eval(model_name_of(recipe), suite, store)
-
-
-def _render_eval(model: str, suite: str, store) -> None:
-    from harness.cli import RichProgress
-    from trainers import evaluate_against_parent
-
-    report = evaluate_against_parent(model, suite, store, progress=RichProgress())
+def _render_eval(report) -> None:
     if report.ratings:
         _render_ratings(report)
     table = Table(title=f"{report.model} vs parent {report.parent} · suite {report.suite.name}")
@@ -97,6 +106,7 @@ def _render_eval(model: str, suite: str, store) -> None:
 
 
 def _render_ratings(report) -> None:
+    """Bradley–Terry only, models by name: the trained model and its parent side by side."""
     rows = [r for r in report.ratings if r.method == "bt"]
     columns = sorted({(r.judge_name, r.dimension) for r in rows})
     table = Table(title=f"leaderboard · {report.suite.name} · Bradley–Terry, "
@@ -111,15 +121,9 @@ def _render_ratings(report) -> None:
     console.print(table)
 
 
-def lineage(model: str = typer.Argument(..., help="Any model of the family: base, trained, or a descendant."),
-            db: Path = DbOption) -> None:
-    """Show a model's family tree: parents, methods, data, costs, loss, and deltas against the parent."""
-    from harness.store import Store
-    from trainers import lineage as lineage_of
-
-    root = lineage_of(Store(db), model)
-    tree = Tree(_label(root, model))
-    _add_children(tree, root, model)
+def _render_lineage(root, highlight: str) -> None:
+    tree = Tree(_label(root, highlight))
+    _add_children(tree, root, highlight)
     console.print(tree)
 
 

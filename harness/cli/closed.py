@@ -6,16 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from harness.cli.render import DbOption, RichProgress, console, render_closed_run
 from harness.errors import HarnessError
-from harness.store import DEFAULT_DB
 
 closed_app = typer.Typer(no_args_is_help=True, help="Closed-set benchmarks through lm-evaluation-harness.")
-console = Console()
-DbOption = typer.Option(DEFAULT_DB, "--db", help="DuckDB file (created if missing).")
 
 
 @closed_app.command("run")
@@ -23,50 +19,10 @@ def closed_run(suite: str = typer.Argument(..., help="Suite YAML file or built-i
                db: Path = DbOption,
                force: bool = typer.Option(False, help="Rerun tasks that are already stored.")) -> None:
     """Run the suite's closed_set tasks (only those not stored yet) and print their scores."""
-    from harness.config import load_suite, resolve_suite_path
-    from harness.store import Store
+    from harness import api
 
-    suite_obj, base_dir = load_suite(suite)
-    if not suite_obj.closed_set:
-        raise HarnessError(f"{resolve_suite_path(suite)}: the suite has no closed_set tasks: add some")
-    run_and_print(suite_obj, base_dir, Store(db), str(resolve_suite_path(suite)), force)
-
-
-def run_and_print(suite_obj, base_dir: Path, store, source: str, force: bool = False) -> None:
-    """Shared with `harness run`: run what is missing, then the closed-set leaderboard."""
-    from harness.cli import RichProgress
-    from harness.closed import run_closed
-
-    summary = run_closed(suite_obj, base_dir, store, RichProgress(), force=force, source=source)
-    ran = [r for r in summary.results if not r.cached]
-    console.print(f"closed-set: {len(ran)} task runs made, {summary.n_cached} from cache"
-                  + (f" · {summary.wall_s:.1f} s" if ran else ""))
-    for r in ran:
-        console.print(f"[dim]reproduce {r.model}/{r.task}: {r.cli}[/dim]", highlight=False, soft_wrap=True)
-    print_closed_scores(store, suite_obj)
-
-
-def print_closed_scores(store, suite_obj) -> None:
-    from harness.store.closed import closed_scores
-
-    rows = closed_scores(store, suite_obj.name, [m.name for m in suite_obj.models])
-    if not rows:
-        return
-    columns = sorted({(r["task"], r["metric"], r["filter"]) for r in rows})
-    table = Table(title=f"closed-set (lm-eval) · {suite_obj.name} · value ± stderr")
-    table.add_column("model")
-    for task, metric, filt in columns:
-        table.add_column(f"{task}\n{metric}" + ("" if filt == "none" else f" ({filt})"), justify="right")
-    by_key = {(r["task"], r["metric"], r["filter"], r["model"]): r for r in rows}
-    for model in sorted({r["model"] for r in rows}):
-        cells = []
-        for task, metric, filt in columns:
-            r = by_key.get((task, metric, filt, model))
-            cells.append("-" if r is None or r["value"] is None else
-                         f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if r["stderr"] is not None else "")
-                         + f" (n={r['n_samples']})")
-        table.add_row(model, *cells)
-    console.print(table)
+    report = api.run_closed(suite, db, force=force, progress=RichProgress())
+    render_closed_run(report.closed, report.closed_scores, report.suite.name)
 
 
 @closed_app.command("samples")

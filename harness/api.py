@@ -1,0 +1,217 @@
+"""The Python API: what the CLI, the service, the app and the trainers call.
+
+    import harness
+    report = harness.run("quickstart", db="harness.duckdb")      # generate, judge, rate, closed set
+    board = harness.rate("quickstart", db="harness.duckdb")      # recompute the board from judgments
+    for row in board.rows_for("all"):
+        print(row.judge_name, row.dimension, row.method, row.model, round(row.rating), row.ci_low, row.ci_high)
+
+Each function takes a suite (a Suite, a YAML path or a built-in name) and a store (a Store or a
+path), does one job, and returns plain dataclasses; nothing here prints. Battles always come from
+harness.battles, so every caller sees the same results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from harness.battles import Selection, battles, counted_calls, counted_rows, for_suite, grades
+from harness.config import Suite, load_suite, resolve_suite_path
+from harness.errors import HarnessError
+from harness import leaderboard
+from harness.leaderboard import RatingRow
+from harness.store import DEFAULT_DB, Store
+from judges.reliability import Reliability, reliability
+
+STAGES = ("generate", "judge", "rate", "closed")
+
+
+def open_store(db: Store | str | Path = DEFAULT_DB, *, must_exist: bool = False) -> Store:
+    """A Store for `db`, migrated to this version's schema; with must_exist, a missing file is a
+    one-line error instead of a new, empty store."""
+    if isinstance(db, Store):
+        return db
+    if must_exist and not Path(db).exists():
+        raise HarnessError(f"{db}: no such database: run `harness run quickstart --db {db}` first, or pass --db")
+    return Store(db)
+
+
+def resolve_suite(suite: Suite | str | Path, base_dir: Path | None = None) -> tuple[Suite, Path, str]:
+    """(suite, folder its relative paths resolve against, source label for messages)."""
+    if isinstance(suite, Suite):
+        return suite, base_dir or Path("."), f"suite '{suite.name}'"
+    loaded, folder = load_suite(suite)
+    return loaded, base_dir or folder, str(resolve_suite_path(str(suite)))
+
+
+# --- the board --------------------------------------------------------------------------------------
+@dataclass
+class Leaderboard:
+    """A suite's leaderboard: rating rows (every category), each judge's reliability, and the
+    models on the board that the suite file does not list (judged earlier by the same judges)."""
+
+    suite: Suite
+    rows: list[RatingRow]
+    reliability: dict[str, Reliability] = field(default_factory=dict)
+    models_not_in_suite: list[str] = field(default_factory=list)
+
+    def rows_for(self, category: str = "all") -> list[RatingRow]:
+        return [r for r in self.rows if r.category == category]
+
+
+def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save: bool = True,
+         categories: bool = True) -> Leaderboard:
+    """Rate the suite's current battles (harness.battles) and grades; store the rows unless save=False."""
+    from harness.store.ratings import save_ratings
+
+    suite, _, _ = resolve_suite(suite)
+    store = open_store(db, must_exist=not save)
+    cfg = suite.ratings
+    fought = battles(store, for_suite(suite), cfg.merge)
+    baseline = suite.pairs.baseline if suite.pairs.mode == "baseline" else None
+    rows = leaderboard.rate(fought, cfg.bootstrap_rounds, cfg.level, cfg.seed, baseline, categories)
+    single = tuple(j.name for j in suite.judges if j.kind == "single")
+    if single:
+        rows += leaderboard.grade_rows(grades(store, single, tuple(s.name for s in suite.sets)))
+    if save:
+        save_ratings(store, suite.name, cfg.merge, rows)
+    listed = {m.name for m in suite.models}
+    on_board = {m for b in fought for m in (b.model_a, b.model_b)}
+    judged = [j.name for j in suite.judges if j.kind == "pairwise"]
+    return Leaderboard(suite, rows, {name: judge_reliability(store, name) for name in judged},
+                 sorted(on_board - listed))
+
+
+def stored_ratings(suite: str, db: Store | str | Path = DEFAULT_DB, category: str | None = "all") -> list[dict]:
+    """The board as last stored for suite name `suite` (no recomputation)."""
+    from harness.store.ratings import latest_ratings
+
+    return latest_ratings(open_store(db, must_exist=True), suite, category)
+
+
+def judge_reliability(store: Store | str | Path, judge_name: str) -> Reliability:
+    """Parse failures, swap flips, position and length bias of a judge, from its counted rows."""
+    store = open_store(store, must_exist=True)
+    selection = Selection(judges=(judge_name,))
+    return reliability(judge_name, counted_rows(store, selection), counted_calls(store, selection))
+
+
+def self_preference(suite: Suite | str | Path, db: Store | str | Path, judge_name: str) -> dict[str, float]:
+    """Win rate (ties half) under `judge_name` of each candidate that runs on the judge's own model;
+    compare it with the same candidate's win rate under other judges to see self-preference."""
+    suite, _, _ = resolve_suite(suite)
+    spec = next(j for j in suite.judges if j.name == judge_name)
+    same = sorted(m.name for m in suite.models if m.model == spec.model.model)
+    fought = battles(open_store(db, must_exist=True), for_suite(suite, judges=(judge_name,)), suite.ratings.merge)
+    rates = {model: leaderboard.win_rate_of(fought, model) for model in same}
+    return {model: rate_[0] for model, rate_ in rates.items() if rate_}
+
+
+# --- running a suite ----------------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    suite: Suite
+    generation: object = None  # harness.runner.RunSummary
+    judging: object = None  # harness.judging.JudgingSummary
+    board: Leaderboard | None = None
+    closed: object = None  # harness.closed.ClosedSummary
+    closed_scores: list[dict] = field(default_factory=list)  # latest lm-eval metrics of the suite's models
+
+    @property
+    def run_id(self) -> str:
+        return self.generation.run_id if self.generation else ""
+
+
+def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stages: Iterable[str] = STAGES,
+        base_dir: Path | None = None, progress=None, backends: dict | None = None, judges: dict | None = None,
+        on_stage: Callable[[str, RunReport], None] | None = None) -> RunReport:
+    """Generate every missing answer, judge what is not judged, rate, run the closed-set tasks.
+
+    Each stage skips what the store already holds, so a finished suite makes no model, judge or
+    lm-eval call. `backends` / `judges` map names to ready objects (tests, fixtures); `on_stage`
+    is called after each stage (the CLI prints its table there)."""
+    stages = tuple(stages)
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise HarnessError(f"stages: unknown {', '.join(unknown)}: use some of {', '.join(STAGES)}")
+    suite, base_dir, source = resolve_suite(suite, base_dir)
+    store = open_store(db)
+    report = RunReport(suite)
+    done = on_stage or (lambda stage, report: None)
+    if "generate" in stages:
+        from harness.runner import run_suite
+
+        report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends)
+        done("generate", report)
+    if suite.judges and "judge" in stages:
+        from harness.judging import judge_suite
+
+        report.judging = judge_suite(suite, store, report.run_id or "judge-only", base_dir, progress=progress,
+                                     judges=judges)
+        done("judge", report)
+    if suite.judges and "rate" in stages:
+        report.board = rate(suite, store)
+        done("rate", report)
+    if suite.closed_set and "closed" in stages:
+        _closed_stage(report, base_dir, store, source, progress)
+        done("closed", report)
+    return report
+
+
+def run_closed(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, force: bool = False,
+               base_dir: Path | None = None, progress=None) -> RunReport:
+    """Only the closed-set tasks (lm-eval); `force` reruns tasks already stored."""
+    suite, base_dir, source = resolve_suite(suite, base_dir)
+    if not suite.closed_set:
+        raise HarnessError(f"{source}: the suite has no closed_set tasks: add some")
+    report = RunReport(suite)
+    _closed_stage(report, base_dir, open_store(db), source, progress, force)
+    return report
+
+
+def _closed_stage(report: RunReport, base_dir: Path, store: Store, source: str, progress, force: bool = False):
+    from harness.closed import run_closed as run_tasks
+    from harness.store.closed import closed_scores
+
+    report.closed = run_tasks(report.suite, base_dir, store, progress, force=force, source=source)
+    report.closed_scores = closed_scores(store, report.suite.name, [m.name for m in report.suite.models])
+
+
+# --- judges against people, training -------------------------------------------------------------------
+def evaluate_judges(data: Path, db: Store | str | Path | None = None, suite: Suite | str | Path | None = None,
+               sample: int = 40, fastchat_judgments: Path | None = None, seed: int = 0):
+    """Agreement of judges with human labels (released verdicts, the human ceiling, a FastChat
+    judgment file, and the suite's first judge run live on `sample` MT-Bench pairs), stored in
+    the store when one is given; cached live items are not judged again."""
+    from harness import judge_eval as evaluation
+    from harness.judging import build_judge
+
+    judge = None
+    if suite is not None:
+        suite, _, source = resolve_suite(suite)
+        if not suite.judges:
+            raise HarnessError(f"{source}: has no judges: add a 'judges:' entry")
+        judge = build_judge(suite.judges[0])
+    store = open_store(db) if db is not None else None
+    try:
+        return evaluation.judge_eval(data, store, judge=judge, sample=sample, fastchat_judgments=fastchat_judgments,
+                                     seed=seed)
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+def train(method: str, recipe: str | Path, db: Store | str | Path = DEFAULT_DB, *,
+          then_eval: Suite | str | Path | None = None, progress=None):
+    """Train (method 'sft' or 'dpo') from a recipe, register the model with its lineage, and with
+    then_eval evaluate it beside its parent on that suite. Returns (TrainResult, EvalReport | None)."""
+    import trainers
+
+    if method not in ("sft", "dpo"):
+        raise HarnessError(f"method: '{method}': use sft or dpo")
+    store = open_store(db)
+    result = (trainers.train_sft if method == "sft" else trainers.train_dpo)(recipe, store)
+    report = trainers.evaluate_against_parent(result.model, then_eval, store, progress) if then_eval else None
+    return result, report

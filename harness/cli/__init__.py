@@ -1,0 +1,55 @@
+"""Command line: each command parses its arguments, calls one function and renders the result.
+
+The commands live in one module per group (run, read, judge_eval, closed, train, browse); shared
+rendering in `render`. Nothing imported here loads torch, transformers, vllm, streamlit, lm_eval or
+trl: the commands import what they need when they run.
+
+User errors (HarnessError) print as one line and exit 2; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import typer
+from rich.console import Console
+
+from harness.errors import HarnessError
+
+# No model hub at run time unless the user opts in explicitly.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from harness.cli import browse, judge_eval, read, run, train  # noqa: E402
+from harness.cli.closed import closed_app  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Alignment evaluation harness: generate, judge, rate, train, browse.")
+app.command("run")(run.run)
+app.command("ratings")(run.ratings)
+app.command("judge-eval")(judge_eval.judge_eval)
+app.command("models")(read.models)
+app.command("sets")(read.sets)
+app.command("answers")(read.answers)
+app.command("lineage")(train.lineage)
+app.command("app")(browse.app_command)
+app.add_typer(read.db_app, name="db")
+app.add_typer(closed_app, name="closed")
+app.add_typer(train.train_app, name="train")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same cleanup path as Ctrl-C (servers stopped, run marked)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        app()
+    except HarnessError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: answers stored so far are kept; run again to resume")
+        sys.exit(130)

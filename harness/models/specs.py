@@ -1,0 +1,100 @@
+"""The built-in backends' model specs: what a suite's `models:` entry says for each backend kind.
+
+Plain pydantic, no heavy imports: the registry (harness.models.registry) names these classes and
+`harness.config` validates suites with them, so importing this module must stay cheap. A plugin's
+spec class subclasses `ModelSpecBase` and sets `backend: Literal["its-kind"]`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSpecBase(BaseModel):
+    """Fields every backend kind shares. Unknown fields are errors, so a typo is never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    """Name the model is stored and shown under (letters, digits, . _ : / -)."""
+    model: str
+    """Catalog name (see `harness models`), a local HF folder, or a hub id (online only)."""
+    adapter: str | None = None
+    """Optional LoRA adapter folder (peft format) applied on top of `model`."""
+    chat_template: str | None = None
+    """Jinja chat template file overriding the tokenizer's own."""
+
+
+class HFModelSpec(ModelSpecBase):
+    """A model run in this process with transformers, on the CPU or a GPU."""
+
+    backend: Literal["hf"] = "hf"
+    """In-process transformers."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype; float32 is fastest on CPUs without bf16 units (bfloat16 suits GPUs)."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where the weights and inputs go: auto picks cuda if torch sees a GPU, else mps (Apple),
+    else cpu. Asking for cuda or mps on a machine without it is an error, not a silent CPU run."""
+    batch_size: int = Field(16, ge=1)
+    """Conversations generated together (left padding)."""
+    threads: int | None = Field(None, ge=1)
+    """torch intra-op threads; unset keeps torch's default (all cores). Measured on 2 cores: 2
+    threads 145 tok/s vs 1 thread 85 when the machine is quiet, but 41 vs 80 when another process
+    keeps one core busy. Set 1 on a shared machine."""
+
+
+class OpenAIModelSpec(ModelSpecBase):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, transformers serve, ...)."""
+
+    backend: Literal["openai"] = "openai"
+    """Requests go through the `openai` client."""
+    base_url: str | list[str]
+    """Endpoint URL ending in /v1, or a list of replicas that requests are spread over."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (the key itself is never stored)."""
+    revision: str = ""
+    """Free text that changes the fingerprint when the served weights change behind the same name."""
+    max_concurrency: int = Field(16, ge=1)
+    """Requests in flight at once (over all replicas)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Per-request timeout."""
+    max_retries: int = Field(5, ge=0)
+    """Retries on 429/5xx/timeouts/malformed replies, with jittered exponential backoff."""
+
+
+class VLLMModelSpec(ModelSpecBase):
+    """A vLLM server the harness starts, supervises and stops itself."""
+
+    backend: Literal["vllm"] = "vllm"
+    """`python -m vllm.entrypoints.openai.api_server` on a free 127.0.0.1 port."""
+    dtype: str = "float32"
+    """--dtype; float32 on CPU (bf16 is slower there and changes greedy output)."""
+    max_model_len: int = Field(2048, ge=128)
+    """--max-model-len."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """--tensor-parallel-size."""
+    data_parallel_size: int = Field(1, ge=1)
+    """--data-parallel-size."""
+    kv_cache_gib: int = Field(2, ge=1)
+    """VLLM_CPU_KVCACHE_SPACE on CPU builds (else vLLM reserves most of RAM)."""
+    optimization_level: int = Field(0, ge=0, le=3)
+    """vLLM -O level. 0 skips compilation: CPU start-up ~40 s instead of ~225 s, ~10% less throughput."""
+    extra_args: list[str] = []
+    """More `vllm serve` arguments, passed through as they are."""
+    startup_timeout_s: float = Field(600.0, gt=0)
+    """How long to wait for GET /v1/models before giving up."""
+    max_concurrency: int = Field(16, ge=1)
+    """Requests in flight at once."""
+    timeout_s: float = Field(300.0, gt=0)
+    """Per-request timeout."""
+    max_retries: int = Field(3, ge=0)
+    """Retries per request."""
+
+
+class ReferenceModelSpec(ModelSpecBase):
+    """Published outputs read from a file (e.g. AlpacaEval's reference model), used as a model."""
+
+    backend: Literal["reference"] = "reference"
+    """`model` is the path of the outputs file (JSON array or JSONL of {instruction, output})."""
