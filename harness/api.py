@@ -204,14 +204,31 @@ def evaluate_judges(data: Path, db: Store | str | Path | None = None, suite: Sui
 
 
 def train(method: str, recipe: str | Path, db: Store | str | Path = DEFAULT_DB, *,
-          then_eval: Suite | str | Path | None = None, progress=None):
+          then_eval: str | Path | None = None, progress=None, on_trained: Callable | None = None):
     """Train (method 'sft' or 'dpo') from a recipe, register the model with its lineage, and with
-    then_eval evaluate it beside its parent on that suite. Returns (TrainResult, EvalReport | None)."""
+    then_eval evaluate it beside its parent on that suite. `on_trained(result)` is called between the
+    two (the CLI prints the training summary there). Returns (TrainResult, EvalReport | None)."""
     import trainers
 
     if method not in ("sft", "dpo"):
         raise HarnessError(f"method: '{method}': use sft or dpo")
     store = open_store(db)
     result = (trainers.train_sft if method == "sft" else trainers.train_dpo)(recipe, store)
-    report = trainers.evaluate_against_parent(result.model, then_eval, store, progress) if then_eval else None
+    if on_trained is not None:
+        on_trained(result)
+    report = evaluate_trained(result.name, then_eval, store, progress=progress) if then_eval else None
     return result, report
+
+
+def evaluate_trained(model: str, suite: str | Path, db: Store | str | Path = DEFAULT_DB, *, progress=None):
+    """Run the suite with a trained model and its parent added, and store the comparison between them."""
+    import trainers
+
+    return trainers.evaluate_against_parent(model, suite, open_store(db, must_exist=True), progress)
+
+
+def lineage(model: str, db: Store | str | Path = DEFAULT_DB):
+    """The family tree `model` belongs to (trainers.lineage), with costs, losses and parent deltas."""
+    import trainers
+
+    return trainers.lineage(open_store(db, must_exist=True), model)

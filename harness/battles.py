@@ -16,7 +16,7 @@ property test over random stores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 from harness.store import Store
 from harness.store import battles as sql
@@ -26,20 +26,14 @@ from judges.merge import POLICIES, Battle, JudgmentRow, merge_orders
 HUMAN_PREFIX = "human:"
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which battles to read; None means any. A suite's selection: `for_suite`."""
+# Which battles to read (judges, models, sets, dimension, category, turn; None means any): the
+# store's filter type, used as it is. A suite's selection: `for_suite`.
+Selection = Filters
 
-    judges: tuple[str, ...] | None = None
-    models: tuple[str, ...] | None = None
-    sets: tuple[str, ...] | None = None
-    dimension: str | None = None
-    category: str | None = None
-    turn: int | None = None
 
-    def filters(self, humans: bool = False) -> Filters:
-        return Filters(None if humans else self.judges, self.models, self.sets, self.dimension, self.category,
-                       self.turn, humans)
+def _people(selection: Selection) -> Filters:
+    """The same selection over people's verdicts (any person, whatever judges it names)."""
+    return replace(selection, judges=None, humans=True)
 
 
 def for_suite(suite, **narrower) -> Selection:
@@ -59,13 +53,13 @@ def _row(r: tuple) -> JudgmentRow:
 def counted_rows(store: Store, selection: Selection = Selection()) -> list[JudgmentRow]:
     """The LLM judges' pairwise rows that count, both orders, unparsed ones with verdict None."""
     with store.read() as con:
-        return [_row(r) for r in sql.counted_rows(con, selection.filters())]
+        return [_row(r) for r in sql.counted_rows(con, selection)]
 
 
 def counted_calls(store: Store, selection: Selection = Selection()) -> list[tuple[str, bool]]:
     """(call_id, parsed in every dimension) per judge call that counts."""
     with store.read() as con:
-        rows = sql.counted_rows(con, selection.filters())
+        rows = sql.counted_rows(con, selection)
     parsed: dict[str, bool] = {}
     for r in rows:
         parsed[r[-1]] = parsed.get(r[-1], True) and r[8] is not None
@@ -75,7 +69,7 @@ def counted_calls(store: Store, selection: Selection = Selection()) -> list[tupl
 def human_rows(store: Store, selection: Selection = Selection()) -> list[JudgmentRow]:
     """People's verdicts that count: one per person and battle (their latest), parsed only."""
     with store.read() as con:
-        return [row for row in map(_row, sql.counted_rows(con, selection.filters(humans=True))) if row.verdict]
+        return [row for row in map(_row, sql.counted_rows(con, _people(selection))) if row.verdict]
 
 
 def _check(policy: str) -> None:
@@ -126,7 +120,7 @@ def sort_key(b: Battle) -> tuple:
 
 def _judged(store: Store, selection: Selection) -> set[tuple]:
     with store.read() as con:
-        return set(sql.judged_battles(con, selection.filters()))
+        return set(sql.judged_battles(con, selection))
 
 
 def battles(store: Store, selection: Selection = Selection(), policy: str = "inconsistent_tie",
@@ -145,7 +139,7 @@ def battles_fast(store: Store, selection: Selection = Selection(), policy: str =
     """The same battles as `battles`, merged in SQL (large stores: the app)."""
     _check(policy)
     with store.read() as con:
-        rows = sql.merged_battles(con, selection.filters(), policy)
+        rows = sql.merged_battles(con, selection, policy)
     merged = []
     for set_name, qid, turn, category, judge, dim, x, y, len_x, len_y, ans_x, ans_y, outcome, weight, agree in rows:
         winner = "tie" if outcome == "tie" else ("model_a" if outcome == x else "model_b")

@@ -11,6 +11,10 @@ the run, every judged item and order with its raw output and the human labels it
 and one row per metric with a bootstrap interval. A live item's key is
 sha256(judge fingerprint, benchmark, item id, order, item content), so a rerun of the same judge
 on the same items makes no judge call.
+
+This module reads the data, runs the judge and stores; the metrics themselves (agreement,
+accuracy, macro P/R/F1, bias rates and their bootstrap intervals) are pure functions in
+judges.agreement. `Metric` and `agreement_per_item` are re-exported from here.
 """
 
 from __future__ import annotations
@@ -22,18 +26,24 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 import harness
 from harness.errors import DataError, HarnessError
 from harness.models.base import stable_hash
 from harness.store import Store
+from judges.agreement import (  # noqa: F401 (agreement_per_item: re-exported for callers)
+    Metric,
+    agreement_metrics,
+    agreement_per_item,
+    bias_metrics,
+    classification_metrics,
+    pair_key,
+    parsed_in_both_orders,
+)
 from judges.base import Judge, PairItem
 from judges.merge import POLICIES, JudgmentRow, merge_orders
 from judges.meta import (
-    PANDA_LABELS,
     Agreement,
     LabelledPair,
     Report,
@@ -77,20 +87,6 @@ def file_hash(paths: Sequence[Path]) -> str:
 
 
 # ---------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One stored metric of a run: a fraction in [0, 1] (None when nothing was comparable)."""
-
-    name: str
-    value: float | None
-    numerator: int | None = None
-    denominator: int | None = None
-    n: int = 0  # items the metric is over (the bootstrap's resampling unit)
-    ci_low: float | None = None
-    ci_high: float | None = None
-    level: float | None = None
 
 
 @dataclass
@@ -138,96 +134,6 @@ class JudgeEvalReport:
     @property
     def judge_calls(self) -> int:
         return self.live.calls if self.live else 0
-
-
-# ---------------------------------------------------------------- bootstrap intervals
-
-
-def _quantiles(samples: np.ndarray, level: float) -> tuple[float | None, float | None]:
-    samples = samples[~np.isnan(samples)]
-    if not samples.size:
-        return None, None
-    alpha = (1 - level) / 2
-    return float(np.quantile(samples, alpha)), float(np.quantile(samples, 1 - alpha))
-
-
-def _ratio_ci(num: Sequence[int], den: Sequence[int], rounds: int, level: float, seed: int):
-    """Percentile bootstrap of sum(num) / sum(den) over items (items resampled with replacement)."""
-    if rounds <= 0 or not len(num):
-        return None, None
-    num_a, den_a = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(num_a), size=(rounds, len(num_a)))
-    n, d = num_a[idx].sum(axis=1), den_a[idx].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _quantiles(np.where(d > 0, n / np.where(d > 0, d, 1), np.nan), level)
-
-
-def _classification_cis(y_true: np.ndarray, y_pred: np.ndarray, rounds: int, level: float, seed: int,
-                        labels: Sequence[int] = PANDA_LABELS) -> dict[str, tuple[float | None, float | None]]:
-    """Bootstrap intervals of accuracy and macro P/R/F1 (as fractions), computed like
-    judges.meta.classification_report on each resample."""
-    if rounds <= 0 or not y_true.size:
-        return {}
-    idx = np.random.default_rng(seed).integers(0, y_true.size, size=(rounds, y_true.size))
-    t, p = y_true[idx], y_pred[idx]
-
-    def ratio(a, b):
-        return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b > 0)
-
-    precisions, recalls, f1s = [], [], []
-    for label in labels:
-        tp = ((t == label) & (p == label)).sum(axis=1).astype(float)
-        fp = ((t != label) & (p == label)).sum(axis=1).astype(float)
-        fn = ((t == label) & (p != label)).sum(axis=1).astype(float)
-        precisions.append(ratio(tp, tp + fp))
-        recalls.append(ratio(tp, tp + fn))
-        f1s.append(ratio(2 * tp, 2 * tp + fp + fn))
-    return {"accuracy": _quantiles((t == p).mean(axis=1), level),
-            "macro_precision": _quantiles(np.mean(precisions, axis=0), level),
-            "macro_recall": _quantiles(np.mean(recalls, axis=0), level),
-            "macro_f1": _quantiles(np.mean(f1s, axis=0), level)}
-
-
-def _pair_key(vote: Vote) -> tuple:
-    return (vote.question_id, min(vote.model_a, vote.model_b), max(vote.model_a, vote.model_b), vote.turn)
-
-
-def agreement_per_item(votes_1: Iterable[Vote], votes_2: Iterable[Vote] | None,
-                       include_ties: bool) -> list[Agreement]:
-    """fastchat_agreement for each pair of answers on its own (the items a bootstrap resamples);
-    their agree and total counts add up to fastchat_agreement over all of them."""
-    group_1: dict[tuple, list[Vote]] = defaultdict(list)
-    for v in votes_1:
-        group_1[_pair_key(v)].append(v)
-    group_2: dict[tuple, list[Vote]] | None = None
-    if votes_2 is not None:
-        group_2 = defaultdict(list)
-        for v in votes_2:
-            group_2[_pair_key(v)].append(v)
-    out = []
-    for key, mine in group_1.items():
-        other = None if group_2 is None else group_2.get(key, [])
-        result = fastchat_agreement(mine, other, include_ties=include_ties)
-        if result.total:
-            out.append(result)
-    return out
-
-
-def _agreement_metrics(votes_1: list[Vote], votes_2: list[Vote] | None, rounds: int, level: float,
-                       seed: int) -> tuple[Agreement, Agreement, dict[str, Metric]]:
-    metrics, results = {}, []
-    for include_ties, name in ((True, "agreement_with_ties"), (False, "agreement_without_ties")):
-        total = fastchat_agreement(votes_1, votes_2, include_ties=include_ties)
-        per_item = agreement_per_item(votes_1, votes_2, include_ties)
-        low, high = _ratio_ci([a.agree for a in per_item], [a.total for a in per_item], rounds, level, seed)
-        metrics[name] = Metric(name, total.rate if total.total else None, total.agree, total.total, len(per_item),
-                               low, high, level if low is not None else None)
-        results.append(total)
-    return results[0], results[1], metrics
-
-
-def _rate_metric(name: str, hits: int, total: int) -> Metric:
-    return Metric(name, hits / total if total else None, hits, total, total)
 
 
 # ---------------------------------------------------------------- the four sources
@@ -332,18 +238,7 @@ def _released_parts(data: Path, rounds: int, level: float, seed: int) -> tuple[d
                 parsed=text != "garbage", raw=f"{text}\n{row.get(reason_field) or ''}".rstrip(),
                 human_labels=[f"annotator{k}={_PANDA_POSITION[label]}" for k, label in enumerate(item.annotators, 1)],
                 human_label=_PANDA_POSITION[item.majority]))
-        y_true = np.array([gold[idx] for idx in gold])
-        y_pred = np.array([predicted[idx] for idx in gold])
-        correct = int((y_true == y_pred).sum())
-        cis = _classification_cis(y_true, y_pred, rounds, level, seed)
-        values = {"accuracy": correct / report.n, "macro_precision": report.macro_precision / 100,
-                  "macro_recall": report.macro_recall / 100, "macro_f1": report.macro_f1 / 100}
-        for metric, value in values.items():
-            low, high = cis.get(metric, (None, None))
-            is_ratio = metric == "accuracy"
-            part.run.metrics[metric] = Metric(metric, value, correct if is_ratio else None,
-                                              report.n if is_ratio else None, report.n, low, high,
-                                              level if low is not None else None)
+        part.run.metrics = classification_metrics(predicted, gold, rounds, level, seed)
         part.run.n_items, part.run.n_parsed = report.n, sum(i["parsed"] for i in part.new_items)
         parts.append(part)
     return reports, parts
@@ -355,7 +250,7 @@ def _human_part(data: Path, rounds: int, level: float, seed: int) -> tuple[Agree
     settings = {"expert_only": True, "bootstrap_rounds": rounds, "level": level, "seed": seed}
     digest = file_hash([path])
     part = _new_part(HUMAN_JUDGE, stable_hash(["human", digest]), "human", MT_BENCH, [path], settings, digest)
-    with_ties, without, part.run.metrics = _agreement_metrics(votes, None, rounds, level, seed)
+    with_ties, without, part.run.metrics = agreement_metrics(votes, None, rounds, level, seed)
     part.run.n_items = part.run.n_parsed = part.run.metrics["agreement_with_ties"].n
     return with_ties, without, part
 
@@ -367,7 +262,7 @@ def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
     votes = load_fastchat_pair_judgments(_require(path))
     by_pair: dict[tuple, list[Vote]] = defaultdict(list)
     for h in humans:
-        by_pair[_pair_key(h)].append(h)
+        by_pair[pair_key(h)].append(h)
     settings = {"file": Path(path).name, "expert_only": True, "bootstrap_rounds": rounds, "level": level,
                 "seed": seed}
     digest = file_hash([path, votes_path])
@@ -377,7 +272,7 @@ def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
         fingerprint = stable_hash(["fastchat_file", judge, file_hash([path])])
         part = _new_part(f"{judge} (FastChat file)", fingerprint, "fastchat_file", MT_BENCH, [path, votes_path],
                          settings, digest)
-        with_ties, without, part.run.metrics = _agreement_metrics(mine, humans, rounds, level, seed)
+        with_ties, without, part.run.metrics = agreement_metrics(mine, humans, rounds, level, seed)
         result[judge] = (with_ties, without)
         for v in mine:
             item_id = f"{v.question_id}:{v.model_a}:{v.model_b}:{v.turn}"
@@ -385,7 +280,7 @@ def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
             if key in part.item_keys:
                 continue
             part.item_keys.append(key)
-            labels = [f"{h.judge}={_positional(_winner_model(h), v.model_a, v.model_b)}" for h in by_pair[_pair_key(v)]]
+            labels = [f"{h.judge}={_positional(_winner_model(h), v.model_a, v.model_b)}" for h in by_pair[pair_key(v)]]
             part.new_items.append(_item(part, key, item_id, 0, v.model_a, v.model_b,
                                         _positional(_winner_model(v), v.model_a, v.model_b), True, v.winner, labels))
         part.run.n_items = part.run.n_parsed = len(part.item_keys)
@@ -468,41 +363,17 @@ def _live_part(judge: Judge, data: Path, store: Store | None, sample: int, seed:
             judge_name=judge.name, dimension=dimension, model_a=c.model_a, model_b=c.model_b,
             verdict=stored["verdict"], len_a=len(c.item.answers_a[0]), len_b=len(c.item.answers_b[0]),
             choice_logprobs=lp if None not in lp else None))
-    parsed_ids = defaultdict(int)
-    for row in rows:
-        parsed_ids[row.question_id] += row.verdict is not None
-    parsed = sum(n == 2 for n in parsed_ids.values())
+    parsed = parsed_in_both_orders(rows)
     pairs = {c.item_id: c.pair for c in calls}
     votes = [Vote(pairs[b.question_id].question_id, b.model_a, b.model_b, b.turn, judge.name, b.winner)
              for b in merge_orders(rows, merge)]
     humans = [v for p in chosen for v in p.votes]
-    with_ties, without, part.run.metrics = _agreement_metrics(votes, humans, rounds, level, seed)
+    with_ties, without, part.run.metrics = agreement_metrics(votes, humans, rounds, level, seed)
     rel = reliability(judge.name, rows, [(c.key, done[c.key]["parsed"]) for c in calls])
-    decided = [r for r in rows if r.verdict in ("A", "B")]
-    unequal = [r for r in decided if r.len_a != r.len_b]
-    flips = [o for o in _orders(rows).values() if len(o) == 2]
-    unparsed = sum(not done[c.key]["parsed"] for c in calls)
-    for metric in (
-        _rate_metric("parse_failure_rate", unparsed, len(calls)),
-        _rate_metric("swap_flip_rate", sum(o[0] != o[1] for o in flips), len(flips)),
-        _rate_metric("first_position_win_rate", sum(r.verdict == "A" for r in decided), len(decided)),
-        _rate_metric("longer_answer_win_rate", sum((r.verdict == "A") == (r.len_a > r.len_b) for r in unequal),
-                     len(unequal)),
-    ):
-        part.run.metrics[metric.name] = metric
+    part.run.metrics.update(bias_metrics(rows, [done[c.key]["parsed"] for c in calls]))
     part.run.n_items, part.run.n_parsed = len(chosen), parsed
     return LiveJudgeResult(judge.name, len(chosen), parsed, with_ties, without, len(todo), len(calls) - len(todo),
                            merge, rel), part
-
-
-def _orders(rows: list[JudgmentRow]) -> dict[str, list[str]]:
-    """item id -> model-level outcome of each parsed order."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        outcome = {"A": r.model_a, "B": r.model_b, "tie": "tie"}.get(r.verdict or "")
-        if outcome is not None:
-            out[r.question_id].append(outcome)
-    return out
 
 
 def _save(store: Store, part: _Part) -> None:

@@ -12,9 +12,10 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.battles import Selection, battles_fast, counted_rows, for_suite, human_rows
+from harness.battles import Selection, battles_fast, counted_calls, counted_rows, for_suite, human_rows
 from harness.config import Suite
 from harness.leaderboard import rate, win_rate_of
+from harness.models.base import stable_hash
 from harness.store import Store
 from harness.store import views as reads
 from harness.store.judge_eval import judge_eval_results  # noqa: F401 (the app's Judges page)
@@ -64,11 +65,12 @@ def _selection(store: Store, suite: str, judge=None, dimension=None, set_name=No
     config = suite_config(store, suite)
     if config is None:
         return Selection(judges=()), "inconsistent_tie"  # an unknown suite has no battles
+    suite_selection = for_suite(config)
     narrower = {"dimension": dimension, "category": category}
-    if judge is not None:
-        narrower["judges"] = (judge,)
+    if judge is not None:  # narrows the suite's judges and sets: another suite's judge or set has none here
+        narrower["judges"] = tuple(j for j in suite_selection.judges if j == judge)
     if set_name is not None:
-        narrower["sets"] = (set_name,)
+        narrower["sets"] = tuple(s for s in suite_selection.sets if s == set_name)
     return for_suite(config, **narrower), config.ratings.merge
 
 
@@ -114,20 +116,67 @@ def category_breakdown(store: Store, suite: str, judge: str | None, dimension: s
             for (c, m), bs in sorted(by_category.items())]
 
 
-def _flags(fought: list[Battle]) -> dict[tuple, dict]:
-    """Per (set, question, turn, x, y): whether a judge contradicted itself under swap, and whether
-    judges named different winners on some dimension."""
-    winners: dict[tuple, set[str]] = {}
-    flags: dict[tuple, dict] = {}
+def _key(b) -> tuple:
+    """(set, question, turn, dimension, x, y) of a battle or a row, x < y."""
+    return (b.set_name, b.question_id, b.turn, b.dimension, min(b.model_a, b.model_b), max(b.model_a, b.model_b))
+
+
+def _winner(b: Battle) -> str:
+    return "tie" if b.winner == "tie" else getattr(b, b.winner)
+
+
+def _decisions(fought: list[Battle]) -> dict[tuple, dict[str, float]]:
+    """(judge, *battle key) -> {merged winner: share}: one winner with share 1, except under `half`,
+    where a battle whose two orders disagree is two half battles, so its share splits."""
+    weights: dict[tuple, dict[str, float]] = {}
     for b in fought:
-        battle = (b.set_name, b.question_id, b.turn, b.model_a, b.model_b)
-        f = flags.setdefault(battle, {"flip": False, "disagree": False, "dimensions": set(), "category": b.category})
-        f["flip"] |= not b.consistent
+        mine = weights.setdefault((b.judge_name, *_key(b)), {})
+        mine[_winner(b)] = mine.get(_winner(b), 0.0) + b.weight
+    return {k: {w: v / sum(ws.values()) for w, v in sorted(ws.items())} for k, ws in weights.items()}
+
+
+def _agree(p: dict[str, float], q: dict[str, float]) -> float:
+    """Chance two decisions name the same winner (1 or 0 unless a `half` battle split)."""
+    return sum(share * q.get(winner, 0.0) for winner, share in p.items())
+
+
+def _swap_battles(store: Store, selection: Selection, policy: str, fought: list[Battle]) -> list[Battle]:
+    """Every battle with both orders parsed, `consistent` False where the two disagree (a judge
+    contradicting itself under swap): inconsistent_tie's battles. Under `drop` those battles are not
+    on the board, and under `half` / `calibrated` `consistent` is also False for a lone order."""
+    return fought if policy == "inconsistent_tie" else battles_fast(store, selection, "inconsistent_tie")
+
+
+def _flags(fought: list[Battle], swap: list[Battle]) -> dict[tuple, dict]:
+    """Per (set, question, turn, x, y): whether a judge contradicted itself under swap, and whether
+    judges decided some dimension differently (merged winners, the suite's policy)."""
+    flags: dict[tuple, dict] = {}
+
+    def entry(b: Battle) -> dict:
+        f = flags.setdefault((b.set_name, b.question_id, b.turn, b.model_a, b.model_b),
+                             {"flip": False, "disagree": False, "dimensions": set(), "category": b.category})
         f["dimensions"].add(b.dimension)
-        winners.setdefault(battle + (b.dimension,), set()).add(b.winner)
-    for key, seen in winners.items():
-        flags[key[:5]]["disagree"] |= len(seen) > 1
+        return f
+
+    for b in swap:
+        if not b.consistent:
+            entry(b)["flip"] = True
+    for b in fought:
+        entry(b)
+    per_dimension: dict[tuple, list[dict[str, float]]] = {}
+    for (_, *key), decided in _decisions(fought).items():
+        per_dimension.setdefault(tuple(key), []).append(decided)
+    for (s, qid, turn, _, x, y), decided in per_dimension.items():
+        flags[(s, qid, turn, x, y)]["disagree"] |= any(d != decided[0] for d in decided)
     return flags
+
+
+def _suite_flags(store: Store, suite: str, set_name: str | None = None) -> tuple[dict[tuple, dict], list[Battle]]:
+    """_flags of the suite's battles, and every battle they were drawn from."""
+    selection, policy = _selection(store, suite, set_name=set_name)
+    fought = battles_fast(store, selection, policy)
+    swap = _swap_battles(store, selection, policy, fought)
+    return _flags(fought, swap), fought + (swap if swap is not fought else [])
 
 
 def questions(store: Store, suite: str, set_name: str | None = None, search: str = "",
@@ -135,7 +184,7 @@ def questions(store: Store, suite: str, set_name: str | None = None, search: str
     """Judged questions matching `search` (question or answer text), with a flag for judges
     disagreeing or a judge contradicting itself under swap."""
     per_question: dict[tuple[str, str], dict] = {}
-    for (s, qid, *_), f in _flags(suite_battles(store, suite, set_name=set_name)).items():
+    for (s, qid, *_), f in _suite_flags(store, suite, set_name)[0].items():
         q = per_question.setdefault((s, qid), {"swap_inconsistent": False, "judges_disagree": False})
         q["swap_inconsistent"] |= f["flip"]
         q["judges_disagree"] |= f["disagree"]
@@ -155,6 +204,14 @@ class Conversation:
     judgments: list[dict]  # every stored row of the pair; `counted` marks the current ones
 
 
+def _merged_label(decided: dict[str, float] | None) -> str | None:
+    if not decided:
+        return None
+    if len(decided) == 1:
+        return next(iter(decided))
+    return " / ".join(f"{w} {share:g}" for w, share in decided.items())  # a split `half` battle
+
+
 def conversation(store: Store, suite: str, set_name: str, question_id: str, x: str, y: str) -> Conversation | None:
     """Both models' answers to every turn, and every judgment of the pair (both orders, all judges;
     superseded ones kept as history with counted=False), with each battle's merged outcome."""
@@ -163,14 +220,20 @@ def conversation(store: Store, suite: str, set_name: str, question_id: str, x: s
         return None
     judgments = reads.pair_judgments(store, set_name, question_id, x, y)
     selection = Selection(models=(x, y), sets=(set_name,))
-    current = {(r.judge_name, r.turn, r.dimension, r.model_a, r.answer_a, r.answer_b)
+    current = {(r.judge_name, r.question_id, r.turn, r.dimension, r.model_a, r.answer_a, r.answer_b)
                for r in counted_rows(store, selection) + human_rows(store, selection)}
-    merged = {(b.judge_name, b.turn, b.dimension): b for b in suite_battles(store, suite, set_name=set_name)
-              if {b.model_a, b.model_b} == {x, y} and b.question_id == question_id}
+    # An older judge fingerprint's row of the same answers has the same key: the counted calls tell
+    # them apart (a row's id is stable_hash([call_id, dimension]), the store's rule for every row).
+    calls = [c for c, _ in counted_calls(store, selection)]
+    counted_ids = {stable_hash([c, d]) for c in calls for d in {j["dimension"] for j in judgments}}
+    merged = {(judge, turn, dim): decided for (judge, s, qid, turn, dim, *pair), decided in
+              _decisions(suite_battles(store, suite, set_name=set_name)).items()
+              if qid == question_id and pair == sorted((x, y))}
     for j in judgments:
-        j["counted"] = (j["judge"], j["turn"], j["dimension"], j["shown_first"], j["answer_a"], j["answer_b"]) in current
-        b = merged.get((j["judge"], j["turn"], j["dimension"]))
-        j["merged_winner"] = None if b is None else "tie" if b.winner == "tie" else getattr(b, b.winner)
+        j["counted"] = ((j["judge"], question_id, j["turn"], j["dimension"], j["shown_first"], j["answer_a"],
+                         j["answer_b"]) in current
+                        and (j["judge"].startswith(HUMAN_PREFIX) or j["judgment_id"] in counted_ids))
+        j["merged_winner"] = _merged_label(merged.get((j["judge"], j["turn"], j["dimension"])))
     answers: dict[str, list[str]] = {}
     for j in sorted((j for j in judgments if j["counted"]), key=lambda r: -r["turn"]):  # the deepest turn
         for model, answer_id in ((j["shown_first"], j["answer_a"]), (j["shown_second"], j["answer_b"])):
@@ -188,53 +251,49 @@ def reliability(store: Store) -> list[dict]:
     return [asdict(judge_reliability(store, name)) for name in judges]
 
 
-def _winner(b: Battle) -> str:
-    return "tie" if b.winner == "tie" else getattr(b, b.winner)
-
-
-def _outcomes(store: Store, suite: str, dimension: str | None = None) -> dict[str, dict[tuple, str]]:
-    """judge (people as 'human:<name>') -> battle key -> merged winner, under the suite's policy."""
-    selection, policy = _selection(store, suite, dimension=dimension)
-    out: dict[str, dict[tuple, str]] = {}
-    for b in battles_fast(store, selection, policy):
-        out.setdefault(b.judge_name, {})[(b.set_name, b.question_id, b.turn, b.dimension, b.model_a, b.model_b)] = \
-            _winner(b)
-    for r in human_rows(store, selection):
+def _outcomes(fought: list[Battle], people: list) -> dict[str, dict[tuple, dict[str, float]]]:
+    """judge (people as 'human:<name>') -> battle key -> merged winner (as _decisions' shares)."""
+    out: dict[str, dict[tuple, dict[str, float]]] = {}
+    for (judge, *key), decided in _decisions(fought).items():
+        out.setdefault(judge, {})[tuple(key)] = decided
+    for r in people:
         won = {"A": r.model_a, "B": r.model_b}.get(r.verdict or "", "tie")
-        key = (r.set_name, r.question_id, r.turn, r.dimension, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
-        out.setdefault(r.judge_name, {})[key] = won
+        out.setdefault(r.judge_name, {})[_key(r)] = {won: 1.0}
     return out
 
 
 def judge_agreement(store: Store, suite: str, dimension: str | None = None) -> list[dict]:
     """Judge vs judge (people included): share of battles both decided where they name the same
-    merged winner. People's entries equal `human_agreement`'s."""
-    outcomes = _outcomes(store, suite, dimension)
+    merged winner (a split `half` battle agrees by halves). People's entries equal `human_agreement`'s."""
+    selection, policy = _selection(store, suite, dimension=dimension)
+    outcomes = _outcomes(battles_fast(store, selection, policy), human_rows(store, selection))
     rows = []
     for judge, mine in sorted(outcomes.items()):
         for other, theirs in sorted(outcomes.items()):
             shared = sorted(set(mine) & set(theirs))
             if judge != other and shared:
                 rows.append({"judge": judge, "other": other, "items": len(shared),
-                             "agreement": sum(mine[k] == theirs[k] for k in shared) / len(shared)})
+                             "agreement": sum(_agree(mine[k], theirs[k]) for k in shared) / len(shared)})
     return rows
 
 
 def human_agreement(store: Store, suite: str) -> list[dict]:
-    """Per (LLM judge, person): battles the person settled, how often the judge's merged verdict
-    names the same winner, and the share of those battles the judge contradicted itself on."""
+    """Per (LLM judge, person): battles the person settled that the judge decided, how often the
+    judge's merged verdict names the same winner, and the share of those battles the judge
+    contradicted itself on under swap."""
     selection, policy = _selection(store, suite)
-    merged = {(b.judge_name, b.set_name, b.question_id, b.turn, b.dimension, b.model_a, b.model_b): b
-              for b in battles_fast(store, selection, policy)}
-    outcomes = _outcomes(store, suite)
+    fought = battles_fast(store, selection, policy)
+    flipped = {(b.judge_name, *_key(b)) for b in _swap_battles(store, selection, policy, fought) if not b.consistent}
+    outcomes = _outcomes(fought, human_rows(store, selection))
     rows = []
     for human in sorted(h for h in outcomes if h.startswith(HUMAN_PREFIX)):
-        for judge in sorted({k[0] for k in merged}):
-            shared = [(k, merged[(judge, *k)]) for k in outcomes[human] if (judge, *k) in merged]
+        for judge in sorted(j for j in outcomes if not j.startswith(HUMAN_PREFIX)):
+            shared = sorted(set(outcomes[human]) & set(outcomes[judge]))
             if shared:
                 rows.append({"judge": judge, "human": human, "items": len(shared),
-                             "agreement": sum(outcomes[human][k] == _winner(b) for k, b in shared) / len(shared),
-                             "share_swap_inconsistent": sum(not b.consistent for _, b in shared) / len(shared)})
+                             "agreement": sum(_agree(outcomes[judge][k], outcomes[human][k]) for k in shared)
+                             / len(shared),
+                             "share_swap_inconsistent": sum((judge, *k) in flipped for k in shared) / len(shared)})
     return rows
 
 
@@ -249,9 +308,10 @@ def self_preference(store: Store, suite: str) -> list[dict]:
     rows = []
     for model in sorted({m for _, m in own}):
         for judge in sorted({b.judge_name for b in fought}):
-            rate_ = win_rate_of([b for b in fought if b.judge_name == judge], model)
+            mine = [b for b in fought if b.judge_name == judge and model in (b.model_a, b.model_b)]
+            rate_ = win_rate_of(mine, model)
             if rate_:
-                rows.append({"judge": judge, "model": model, "battles": int(rate_[1]), "win_rate": rate_[0],
+                rows.append({"judge": judge, "model": model, "battles": len(mine), "win_rate": rate_[0],
                              "own_model_of_judge": (judge, model) in own})
     return rows
 
@@ -260,11 +320,10 @@ def self_preference(store: Store, suite: str) -> list[dict]:
 def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[str, ...] = ("swap", "disagree", "audit"),
                      limit: int = 20, audit: int = 5, seed: int = 0) -> list[dict]:
     """Battles for a person to settle, not yet settled by `annotator`: a judge contradicting itself
-    under swap ('swap'), judges naming different winners ('disagree'), and `audit` others in a fixed
-    hash order per seed, so agreement is also measured where the judges are sure."""
-    from harness.models.base import stable_hash
-
-    flags = _flags(suite_battles(store, suite))
+    under swap ('swap'; under `drop` too, where such a battle is off the board until a person
+    settles it), judges naming different winners ('disagree'), and `audit` others in a fixed hash
+    order per seed, so agreement is also measured where the judges are sure."""
+    flags = _suite_flags(store, suite)[0]
     mine = {(r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
             for r in human_rows(store) if r.judge_name == HUMAN_PREFIX + annotator}
     picked, audits = [], []
@@ -283,7 +342,7 @@ def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[st
 def annotation_item(store: Store, suite: str, item: dict) -> dict:
     """The user's turns and both models' current answer chains for a queued battle."""
     found = reads.question(store, item["set_name"], item["question_id"])
-    fought = [b for b in suite_battles(store, suite, set_name=item["set_name"])
+    fought = [b for b in _suite_flags(store, suite, item["set_name"])[1]
               if (b.question_id, b.turn, b.model_a, b.model_b) == (item["question_id"], item["turn"], item["x"], item["y"])]
     ids = {item["x"]: fought[0].answer_a, item["y"]: fought[0].answer_b}
     return {"turns": found[1][: item["turn"]], "answer_ids": ids,
@@ -315,8 +374,9 @@ def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category
     narrowed = {"category": None if category == "all" else category}
     selection, policy = _selection(store, suite, judge, dimension, set_name, **narrowed)
     fought = battles_fast(store, selection, policy, humans=include_humans)
-    settled = {(r.set_name, r.question_id, r.turn, r.dimension, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
-               for r in human_rows(store, selection)} if include_humans else set()
+    # the battles of this judge that people settled (a person's verdict on a battle the judge never
+    # fought settles nothing here)
+    settled = {_key(r) for r in human_rows(store, selection)} & {_key(b) for b in fought} if include_humans else set()
     rows = rate(fought, rounds, config.ratings.level, config.ratings.seed, categories=False, elo_orders=20)
     return [{**asdict(r), "category": category, "human_battles": len(settled)} for r in rows
             if r.method in ("bt", "elo")]

@@ -18,7 +18,8 @@ from harness.store import Store
 CATEGORIES = ("writing", "reasoning", "coding", "math")
 
 
-def synthetic_suite(n_models: int, judges: tuple[str, ...], dimensions: tuple[str, ...], rounds: int = 20) -> Suite:
+def synthetic_suite(n_models: int, judges: tuple[str, ...], dimensions: tuple[str, ...], rounds: int = 20,
+                    merge: str = "inconsistent_tie") -> Suite:
     return Suite.model_validate({
         "name": "synthetic",
         "models": [{"name": f"model-{i:02d}", "backend": "hf", "model": f"/synthetic/model-{i:02d}"}
@@ -28,16 +29,20 @@ def synthetic_suite(n_models: int, judges: tuple[str, ...], dimensions: tuple[st
                                          # the first judge runs on model-00's weights: self-preference
                                          "model": "/synthetic/model-00" if k == 0 else f"/synthetic/{j}"},
                     "dimensions": list(dimensions)} for k, j in enumerate(judges)],
-        "ratings": {"bootstrap_rounds": rounds},
+        "ratings": {"bootstrap_rounds": rounds, "merge": merge},
     })
 
 
 def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tuple[str, ...] = ("judge-x", "judge-y"),
                 dimensions: tuple[str, ...] = ("accuracy", "helpfulness"), n_questions: int = 12, flip: float = 0.2,
-                real_ratings: bool = True, lineage: bool = True, seed: float = 0.42) -> Store:
-    """Judgment rows = n_battles x 2 orders x len(judges) x len(dimensions)."""
+                real_ratings: bool = True, lineage: bool = True, seed: float = 0.42, merge: str = "inconsistent_tie",
+                choice_logprobs: bool = False) -> Store:
+    """Judgment rows = n_battles x 2 orders x len(judges) x len(dimensions). `merge`: the suite's
+    merge policy; `choice_logprobs`: every row gets choice log-likelihoods (a likelihood-choice
+    judge, for `calibrated`), drawn independently of the verdict so calibration decides some
+    battles differently."""
     store = Store(path)
-    suite = synthetic_suite(n_models, judges, dimensions)
+    suite = synthetic_suite(n_models, judges, dimensions, merge=merge)
     with store.write() as con:
         con.execute("SELECT setseed(?)", [seed])
         con.execute(
@@ -72,7 +77,8 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
         con.execute(
             "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name, question_id,"
             " turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status, attempts, raw_output,"
-            " run_id, created_at) SELECT sha256(i || j || d || o), sha256(i || j || o), j, 'fp-' || j, 'pairwise',"
+            " run_id, created_at) SELECT sha256('[\"' || sha256(i || j || o) || '\",\"' || d || '\"]'), sha256(i || j || o), j,"
+            " 'fp-' || j, 'pairwise',"
             " 'synth', qid, turn, 'model-' || lpad(CASE o WHEN 0 THEN x ELSE y END::VARCHAR, 2, '0'),"
             " 'model-' || lpad(CASE o WHEN 0 THEN y ELSE x END::VARCHAR, 2, '0'),"
             " 'ans-' || CASE o WHEN 0 THEN x ELSE y END || '-' || qid || '-' || turn,"
@@ -85,6 +91,10 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
             " TIMESTAMP '2025-01-01 10:02:00'"
             " FROM (SELECT *, hash(i, d) % 1000 / 1000.0 AS r FROM bb, unnest(?) jj(j), unnest(?) dd(d)),"
             " range(2) oo(o)", [flip, list(judges), list(dimensions)])
+        if choice_logprobs:
+            con.execute("UPDATE judgments SET choice_lp_1 = -(hash(judgment_id, 1) % 400) / 100.0,"
+                        " choice_lp_2 = -(hash(judgment_id, 2) % 400) / 100.0,"
+                        " choice_lp_tie = -1.5 - (hash(judgment_id, 3) % 400) / 100.0")
         if lineage:
             _lineage(con)
         _closed(con, n_models)

@@ -205,3 +205,33 @@ def test_a_selection_narrows_both_paths_alike(tmp_path):
 def test_unknown_policy_is_refused(tmp_path):
     with pytest.raises(ValueError, match="merge policy"):
         battles(Store(tmp_path / "x.duckdb"), policy="majority")
+
+
+def test_migration_005_moves_likelihoods_and_annotations_out_of_the_text(tmp_path):
+    """A store written before 005 kept choice log-likelihoods and people's notes inside raw_output;
+    the migration fills the new columns from that text and registers every judge fingerprint."""
+    import duckdb
+
+    from harness.store import migrations
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+                " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+    for version, name, sql in migrations()[:4]:
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    row = "(?, 'c', ?, ?, 'pairwise', 's', 'q', 1, 'x', 'y', 'ax', 'ay', 'accuracy', 'A', NULL, 'ok', 1, ?, 'r', ?)"
+    con.execute(f"INSERT INTO judgments VALUES {row}, {row}, {row}", [
+        "j1", "pandalm", "fp-old", "1\n(chosen by likelihood: 1=-0.125, 2=-2.500, Tie=-7.000)", T0,
+        "j2", "pandalm", "fp-new", "2\n(chosen by likelihood: 1=-3.000, 2=-0.010, Tie=-9.500)", T0 + timedelta(hours=1),
+        "j3", "human:ann", "human:ann", '{"note": "clearer", "reason": "swap-inconsistent", "shown": "blind"}', T0])
+    con.close()
+    store = Store(path)  # applies 005 and later
+    with store.read() as con:
+        got = con.execute("SELECT judgment_id, choice_lp_1, choice_lp_2, choice_lp_tie, annotator, note, queue_reason,"
+                          " raw_output FROM judgments ORDER BY 1").fetchall()
+        judges = con.execute("SELECT name, fingerprint, last_used FROM judges ORDER BY 2").fetchall()
+    assert got[0][1:4] == (-0.125, -2.5, -7.0) and got[1][1:4] == (-3.0, -0.01, -9.5)
+    assert got[2][1:] == (None, None, None, "ann", "clearer", "swap-inconsistent", "")
+    assert judges == [("pandalm", "fp-new", T0 + timedelta(hours=1)), ("pandalm", "fp-old", T0)]

@@ -115,9 +115,8 @@ def plan(recipe: Recipe | str | Path, method: str, store: Store, base_dir: Path 
     parent = resolve_parent(recipe.base, store, recipe_file)
     check_target_modules(recipe, parent.folder, recipe_file)
     require_train_extra()
-    # The hf backend's rule (auto: cuda, else mps, else cpu). A recipe-level `training.device` is
-    # honoured once TrainingSpec declares one; until then every recipe trains on `auto`.
-    device = resolve_device(getattr(recipe.training, "device", "auto"), recipe.name)
+    # The hf backend's rule (auto: cuda, else mps, else cpu), checked before any weights load.
+    device = resolve_device(recipe.training.device, recipe.name)
     return Plan(recipe, method, recipe_file, Path(recipe.output_dir).absolute(), parent, data, device)
 
 

@@ -105,6 +105,9 @@ class TrainingSpec(_Strict):
     """Log loss (and DPO rewards) every N steps: the curve stored in training_log."""
     threads: int | None = Field(None, ge=1)
     """torch intra-op threads (unset: torch's default). 1 is often faster on a busy shared machine."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Where to train: auto = cuda if available, else mps, else cpu (the hf backend's rule); a device
+    that is not there is a one-line error before any weights load."""
 
 
 class DPOSpec(_Strict):

@@ -26,25 +26,22 @@ RecipeArg = typer.Argument(..., help="Recipe YAML file, or a shipped recipe name
 @train_app.command("sft")
 def sft(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
     """Supervised fine-tuning (LoRA or full) on chat JSONL or the store's best-rated answers."""
-    from harness.store import Store
-    from trainers import train_sft
-
-    store = Store(db)
-    _render_training(train_sft(recipe, store))
-    if then_eval:
-        _then_eval(recipe, then_eval, store)
+    _train("sft", recipe, db, then_eval)
 
 
 @train_app.command("dpo")
 def dpo(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
     """DPO (LoRA or full) on (prompt, chosen, rejected) JSONL or pairs mined from the store's verdicts."""
-    from harness.store import Store
-    from trainers import train_dpo
+    _train("dpo", recipe, db, then_eval)
 
-    store = Store(db)
-    _render_training(train_dpo(recipe, store))
-    if then_eval:
-        _then_eval(recipe, then_eval, store)
+
+def _train(method: str, recipe: str, db: Path, then_eval: Optional[str]) -> None:
+    from harness import api
+
+    _, report = api.train(method, recipe, db, then_eval=then_eval, progress=RichProgress(),
+                          on_trained=_render_training)
+    if report is not None:
+        _render_eval(report)
 
 
 @train_app.command("eval")
@@ -52,30 +49,17 @@ def eval_(model: str = typer.Argument(..., help="A trained model's name (as in i
           suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
           db: Path = TrainDbOption) -> None:
     """Evaluate an already trained model beside its parent (what --then-eval does after training)."""
-    from harness.store import Store
+    from harness import api
 
-    _evaluate(model, suite, Store(db))
+    _render_eval(api.evaluate_trained(model, suite, db, progress=RichProgress()))
 
 
 def lineage(model: str = typer.Argument(..., help="Any model of the family: base, trained, or a descendant."),
             db: Path = TrainDbOption) -> None:
     """Show a model's family tree: parents, methods, data, costs, loss, and deltas against the parent."""
-    from harness.store import Store
-    from trainers import lineage as lineage_of
+    from harness import api
 
-    _render_lineage(lineage_of(Store(db), model), model)
-
-
-def _then_eval(recipe: str, suite: str, store) -> None:
-    from trainers import model_name_of
-
-    _evaluate(model_name_of(recipe), suite, store)
-
-
-def _evaluate(model: str, suite: str, store) -> None:
-    from trainers import evaluate_against_parent
-
-    _render_eval(evaluate_against_parent(model, suite, store, progress=RichProgress()))
+    _render_lineage(api.lineage(model, db), model)
 
 
 def _fmt(values: list[float]) -> str:

@@ -23,7 +23,8 @@ ROW_COLUMNS = ("set_name, question_id, turn, category, judge_name, dimension, mo
 
 @dataclass(frozen=True)
 class Filters:
-    """None means no filter. `humans`: only people's rows (True), only LLM judges' (False)."""
+    """Which rows to read; None means no filter. `humans`: people's rows only (True), or LLM
+    judges' rows only (False). harness.battles calls it a Selection."""
 
     judges: tuple[str, ...] | None = None
     models: tuple[str, ...] | None = None
