@@ -342,8 +342,9 @@ def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[st
 def annotation_item(store: Store, suite: str, item: dict) -> dict:
     """The user's turns and both models' current answer chains for a queued battle."""
     found = reads.question(store, item["set_name"], item["question_id"])
+    wanted = (item["question_id"], item["turn"], item["x"], item["y"])
     fought = [b for b in _suite_flags(store, suite, item["set_name"])[1]
-              if (b.question_id, b.turn, b.model_a, b.model_b) == (item["question_id"], item["turn"], item["x"], item["y"])]
+              if (b.question_id, b.turn, b.model_a, b.model_b) == wanted]
     ids = {item["x"]: fought[0].answer_a, item["y"]: fought[0].answer_b}
     return {"turns": found[1][: item["turn"]], "answer_ids": ids,
             "answers": {m: reads.answer_chain(store, a) for m, a in ids.items()}}

@@ -77,8 +77,9 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
         con.execute(
             "INSERT INTO judgments (judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name, question_id,"
             " turn, model_a, model_b, answer_a, answer_b, dimension, verdict, score, status, attempts, raw_output,"
-            " run_id, created_at) SELECT sha256('[\"' || sha256(i || j || o) || '\",\"' || d || '\"]'), sha256(i || j || o), j,"
-            " 'fp-' || j, 'pairwise',"
+            # ids as the store makes them: judgment_id = stable_hash([call_id, dimension])
+            " run_id, created_at) SELECT sha256('[\"' || sha256(i || j || o) || '\",\"' || d || '\"]'),"
+            " sha256(i || j || o), j, 'fp-' || j, 'pairwise',"
             " 'synth', qid, turn, 'model-' || lpad(CASE o WHEN 0 THEN x ELSE y END::VARCHAR, 2, '0'),"
             " 'model-' || lpad(CASE o WHEN 0 THEN y ELSE x END::VARCHAR, 2, '0'),"
             " 'ans-' || CASE o WHEN 0 THEN x ELSE y END || '-' || qid || '-' || turn,"
@@ -92,9 +93,9 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
             " FROM (SELECT *, hash(i, d) % 1000 / 1000.0 AS r FROM bb, unnest(?) jj(j), unnest(?) dd(d)),"
             " range(2) oo(o)", [flip, list(judges), list(dimensions)])
         if choice_logprobs:
-            con.execute("UPDATE judgments SET choice_lp_1 = -(hash(judgment_id, 1) % 400) / 100.0,"
-                        " choice_lp_2 = -(hash(judgment_id, 2) % 400) / 100.0,"
-                        " choice_lp_tie = -1.5 - (hash(judgment_id, 3) % 400) / 100.0")
+            con.execute("UPDATE judgments SET choice_lp_1 = -((hash(judgment_id, 1) % 400)::DOUBLE) / 100,"
+                        " choice_lp_2 = -((hash(judgment_id, 2) % 400)::DOUBLE) / 100,"
+                        " choice_lp_tie = -1.5 - ((hash(judgment_id, 3) % 400)::DOUBLE) / 100")
         if lineage:
             _lineage(con)
         _closed(con, n_models)

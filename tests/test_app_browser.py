@@ -112,10 +112,20 @@ def open_page(page, url: str, path: str, shot: str | None = None):
 
 
 def settle(page) -> None:
+    """Streamlit idle and every chart drawn: an svg with marks in it (vega-embed adds the svg element
+    before it draws, so a bare svg can still be blank in a screenshot), or a canvas."""
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " && [...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]')]"
-        "      .every(c => c.querySelector('canvas, svg'))", timeout=60_000)
+        "      .every(c => c.querySelector('canvas')"
+        "                  || c.querySelectorAll('svg g[class*=\"mark-\"] > path, svg g[class*=\"mark-\"] > text')"
+        "                      .length > 0)", timeout=60_000)
+
+
+def chart_texts(page, index: int) -> list[str]:
+    """The values chart `index` of the page wrote on its marks (not its axes or legend)."""
+    chart = page.locator("[data-testid='stVegaLiteChart']").nth(index)
+    return [t.strip() for t in chart.locator("svg g.mark-text.role-mark text").all_text_contents()]
 
 
 def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> None:
@@ -143,6 +153,24 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     expect(page.get_by_text(f"as human:{name}")).to_be_visible(timeout=60_000)
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def pairwise_numbers_are_the_views(page, db: Path, suite: str) -> None:
+    """The Pairwise page draws the suite's matrix and per-category win rates as views computes them
+    from harness.battles, for the judge and dimension its caption names."""
+    import re
+
+    from harness.views import category_breakdown, open_for_viewing, pairwise_matrix
+
+    caption = page.get_by_text(re.compile(r"^Judge \S+, dimension \S+:")).first.inner_text()
+    judge, dimension = re.match(r"Judge (\S+), dimension (\S+):", caption).groups()
+    store = open_for_viewing(db, lock_wait_s=30)
+    matrix = pairwise_matrix(store, suite, judge, dimension)
+    assert matrix, f"no battles for {suite} / {judge} / {dimension}"
+    assert sorted(chart_texts(page, 0)) == sorted(f"{r['win_rate']:.2f}" for r in matrix)
+    assert sorted(chart_texts(page, 1)) == sorted(str(r["battles"]) for r in matrix)
+    assert sorted(chart_texts(page, 2)) == sorted(f"{r['win_rate']:.2f}" for r in
+                                                  category_breakdown(store, suite, judge, dimension))
 
 
 def human_rows(db: Path, name: str) -> list[tuple]:
@@ -190,6 +218,8 @@ def test_every_page_in_chromium_and_an_annotation_lands_in_the_store(quickstart_
         assert "smollm2-135m-instruct" in body and "gemma3-270m" in body
         for path in ("pairwise", "answers", "judges", "runs"):
             open_page(page, url, path, shot=path)
+            if path == "pairwise":
+                pairwise_numbers_are_the_views(page, db, "quickstart")  # the sidebar's only suite
         annotate_in_browser(page, url, "tester", shot="annotate")
         page.screenshot(path=str(artifacts() / "annotate-saved.png"), full_page=True)
         rows = human_rows(db, "tester")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import charts
 from app.data import load
-from app.filters import ALL, options, pick
+from app.filters import ALL, options, pick, suite as pick_suite
 from harness.leaderboard import separated
 
 METHOD_LABEL = {"bt": "Bradley-Terry", "elo": "Elo"}
@@ -17,7 +17,7 @@ METHOD_LABEL = {"bt": "Bradley-Terry", "elo": "Elo"}
 def render() -> None:
     st.title("Leaderboard")
     opts = options()
-    suite = pick("Suite", opts["suites"], "f_suite", with_all=False)
+    suite = pick_suite(opts)
     if suite is None:
         st.info("No suite has been run yet: `harness run quickstart` fills the store.")
         return

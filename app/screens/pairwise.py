@@ -24,7 +24,9 @@ def render() -> None:
     if matrix.empty:
         st.info("No battles for these filters (under the suite's merge policy).")
         return
-    order = (matrix.groupby("model").apply(lambda g: (g.wins.sum() + 0.5 * g.ties.sum()) / g.battles.sum(),
+    # overall win rate by weight (under `half` a battle's two halves weigh 0.5 each)
+    order = (matrix.groupby("model").apply(lambda g: (g.wins.sum() + 0.5 * g.ties.sum())
+                                           / (g.wins.sum() + g.ties.sum() + g.losses.sum()),
                                            include_groups=False).sort_values(ascending=False).index.tolist())
     st.caption(f"Judge {judge}, dimension {dimension}: each battle merges the two orders under the suite's "
                f"policy ({load('merge_policy', suite)}), exactly as the leaderboard does. Rows: the model; "

@@ -43,7 +43,12 @@ def _render_live(result, suite: str, db: Path) -> None:
     console.print(f"judge {result.judge_name} on {result.pairs} MT-Bench pairs ({result.parsed_pairs} parsed in both "
                   f"orders; {result.calls} calls made, {result.cached} from the store), agreement with experts: "
                   f"{_agreement(result.with_ties, result.without_ties)}")
+    if result.reliability is not None:
+        console.print(f"reliability on these pairs: {_reliability(result.reliability)}")
+        for note in result.reliability.explain():
+            console.print(f"  caution: {note}", highlight=False)
     rel = api.judge_reliability(db, result.judge_name)
-    console.print(f"reliability of {rel.judge_name} in {db}: {rel.calls} calls, {_reliability(rel)}")
+    if rel.calls:
+        console.print(f"reliability of {rel.judge_name} in {db}'s suite judgments: {rel.calls} calls, {_reliability(rel)}")
     for model, rate in api.self_preference(suite, db, result.judge_name).items():
         console.print(f"self-preference: {model} (the judge's own model) wins {rate:.1%} under it")
