@@ -38,7 +38,8 @@ def _people(selection: Selection) -> Filters:
 
 def for_suite(suite, **narrower) -> Selection:
     """The battles a suite's board is made of: its pairwise judges on its sets, among every model
-    judged there (a model added by `harness train --then-eval` stays on the board)."""
+    judged there (a model added by `harness train --then-eval` stays on the board). Keyword fields
+    set here replace the suite's (pass judges/sets that belong to the suite to narrow it)."""
     fields = {"judges": tuple(j.name for j in suite.judges if j.kind == "pairwise"),
               "sets": tuple(s.name for s in suite.sets)}
     return Selection(**(fields | {k: v for k, v in narrower.items() if v is not None or k not in fields}))

@@ -108,7 +108,26 @@ def open_page(page, url: str, path: str, shot: str | None = None):
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
     if shot:
-        page.screenshot(path=str(artifacts() / f"{shot}.png"), full_page=True)
+        full_page_shot(page, shot)
+
+
+def full_page_shot(page, name: str) -> None:
+    """A screenshot of the whole page as drawn. Playwright's full_page capture alone neither sees
+    Streamlit's own scrolling block nor waits for the charts that redraw when the capture resizes
+    the viewport (a blank chart): so grow the viewport to the page, let the charts redraw, capture."""
+    size = page.viewport_size
+    # Streamlit scrolls its main block itself, so the document is only as tall as the window
+    height = page.evaluate("() => Math.max(document.documentElement.scrollHeight,"
+                           " ...[...document.querySelectorAll('[data-testid=\"stMain\"], section')]"
+                           "      .map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    try:
+        settle(page)
+        page.wait_for_timeout(500)  # the redraw starts on the resize event, after settle may have looked
+        settle(page)
+        page.screenshot(path=str(artifacts() / f"{name}.png"), full_page=True)
+    finally:
+        page.set_viewport_size(size)
 
 
 def settle(page) -> None:
@@ -213,7 +232,7 @@ def test_every_page_in_chromium_and_an_annotation_lands_in_the_store(quickstart_
         # the closed-set (lm-eval) scores beside the ratings: the page's last element, drawn last
         expect(page.get_by_text("lm-eval tasks: quickstart_knowledge")).to_be_visible(timeout=60_000)
         settle(page)
-        page.screenshot(path=str(artifacts() / "leaderboard.png"), full_page=True)
+        full_page_shot(page, "leaderboard")
         body = page.locator("[data-testid='stMain']").inner_text()
         assert "smollm2-135m-instruct" in body and "gemma3-270m" in body
         for path in ("pairwise", "answers", "judges", "runs"):
@@ -221,7 +240,7 @@ def test_every_page_in_chromium_and_an_annotation_lands_in_the_store(quickstart_
             if path == "pairwise":
                 pairwise_numbers_are_the_views(page, db, "quickstart")  # the sidebar's only suite
         annotate_in_browser(page, url, "tester", shot="annotate")
-        page.screenshot(path=str(artifacts() / "annotate-saved.png"), full_page=True)
+        full_page_shot(page, "annotate-saved")
         rows = human_rows(db, "tester")
         assert {r[0] for r in rows} == {"accuracy", "helpfulness", "language"}
         assert {r[1] for r in rows} == {"A"}  # "Response 1" = the answer shown first = position A
