@@ -20,6 +20,7 @@ from harness.models.device import resolve_device
 from harness.models.registry import get_entry, kinds_where
 from harness.store import Store
 from harness.store import queries as q
+from harness.store.training import latest_model, save_trained
 from trainers.data import (TrainingData, load_chat_jsonl, load_pairs_jsonl, load_pandalm_pairs, mine_best_answers,
                            mine_pairs)
 from trainers.recipe import Recipe, check_target_modules, data_path, parse_recipe, resolve_recipe_path
@@ -83,18 +84,16 @@ def resolve_parent(base: str, store: Store, where: str) -> Parent:
     Otherwise a catalog name or an HF folder."""
     from harness.models.hf import HFBackend
 
-    with store.read() as con:
-        row = con.execute("SELECT spec_json, backend, fingerprint FROM models WHERE name = ?"
-                          " ORDER BY last_used DESC LIMIT 1", [base]).fetchone()
+    row = latest_model(store, base)
     if row is not None:
-        spec = json.loads(row[0])
-        entry = get_entry(row[1])
+        spec = json.loads(row["spec_json"])
+        entry = get_entry(row["backend"])
         if entry is None or not entry.capabilities.local_weights:
             able = "/".join(kinds_where(lambda e: e.capabilities.local_weights))
-            raise ConfigError(f"{where}: base: '{base}' is a {row[1]} model in the store: only {able} models "
+            raise ConfigError(f"{where}: base: '{base}' is a {row['backend']} model in the store: only {able} models "
                               "(local weights) can be trained")
         folder = resolve_model_path(spec["model"])
-        return Parent(base, folder, spec.get("adapter"), row[2])
+        return Parent(base, folder, spec.get("adapter"), row["fingerprint"])
     try:
         folder = resolve_model_path(base)
     except HarnessError as exc:
@@ -226,19 +225,14 @@ def save_and_register(plan: Plan, trainer, tokenizer, wall_s: float, train_s: fl
     losses = result.curve("loss")
     with store.write() as con:
         q.upsert_model(con, recipe.name, fingerprint, "hf", spec.model, spec.model_dump_json())
-        con.execute("DELETE FROM trained_models WHERE model = ?", [recipe.name])
-        con.execute("DELETE FROM training_log WHERE model = ?", [recipe.name])
-        con.execute(
-            "INSERT INTO trained_models (model, parent, parent_fingerprint, method, finetune, recipe_json,"
-            " data_source, data_hash, data_rows, base_model_path, adapter_path, merged_path, steps, wall_s,"
-            " peak_rss_mb, final_loss) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [recipe.name, plan.parent.name, plan.parent.fingerprint, plan.method,
-             "lora" if recipe.lora else "full", recipe.model_dump_json(), plan.data.source, plan.data.hash,
-             len(plan.data.rows), spec.model, str(adapter.resolve()) if adapter else None,
-             str(merged.resolve()) if merged else None, steps, wall_s, result.peak_rss_mb,
-             losses[-1] if losses else None])
-        con.executemany("INSERT INTO training_log VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        _log_rows(recipe.name, result.log))
+        save_trained(con, {
+            "model": recipe.name, "parent": plan.parent.name, "parent_fingerprint": plan.parent.fingerprint,
+            "method": plan.method, "finetune": "lora" if recipe.lora else "full", "recipe_json": recipe.model_dump_json(),
+            "data_source": plan.data.source, "data_hash": plan.data.hash, "data_rows": len(plan.data.rows),
+            "base_model_path": spec.model, "adapter_path": str(adapter.resolve()) if adapter else None,
+            "merged_path": str(merged.resolve()) if merged else None, "steps": steps, "wall_s": wall_s,
+            "peak_rss_mb": result.peak_rss_mb, "final_loss": losses[-1] if losses else None,
+        }, _log_rows(recipe.name, result.log))
     return result
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from harness.config import HFModelSpec, Suite, load_suite
 from harness.errors import HarnessError
 from harness.store import Store
+from harness.store import training as training_sql
 from harness.store.queries import now
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")  # harness.config's model name pattern
@@ -43,19 +44,15 @@ class EvalReport:
 
 
 def _stored_spec(store: Store, name: str) -> dict | None:
-    with store.read() as con:
-        row = con.execute("SELECT spec_json FROM models WHERE name = ? ORDER BY last_used DESC LIMIT 1",
-                          [name]).fetchone()
-    return json.loads(row[0]) if row else None
+    row = training_sql.latest_model(store, name)
+    return json.loads(row["spec_json"]) if row else None
 
 
 def trained_row(store: Store, model: str) -> dict:
-    with store.read() as con:
-        cur = con.execute("SELECT * FROM trained_models WHERE model = ?", [model])
-        row = cur.fetchone()
-        if row is None:
-            raise HarnessError(f"{store.path}: '{model}' is not a trained model: train it with `harness train`")
-        return dict(zip([d[0] for d in cur.description], row))
+    row = training_sql.trained_row(store, model)
+    if row is None:
+        raise HarnessError(f"{store.path}: '{model}' is not a trained model: train it with `harness train`")
+    return row
 
 
 def suite_name_of(parent: str) -> str:
@@ -153,12 +150,8 @@ def _store_comparisons(store: Store, report: EvalReport, comparisons: list[Compa
     if not comparisons:
         return
     stamp = now()
-    with store.write() as con:
-        con.executemany(
-            "INSERT INTO parent_comparisons (model, parent, suite_name, judge_name, dimension, method, delta,"
-            " ci_low, ci_high, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(report.model, report.parent, report.suite.name, c.judge_name, c.dimension, c.method, c.delta,
-              c.ci_low, c.ci_high, stamp) for c in comparisons])
+    training_sql.save_comparisons(store, [(report.model, report.parent, report.suite.name, c.judge_name, c.dimension,
+                                           c.method, c.delta, c.ci_low, c.ci_high, stamp) for c in comparisons])
 
 
 # --- lineage ----------------------------------------------------------------------------------------
@@ -173,25 +166,14 @@ class LineageNode:
 
 def lineage(store: Store, model: str) -> LineageNode:
     """The whole family tree `model` belongs to, from its root ancestor down."""
-    with store.read() as con:
-        cur = con.execute("SELECT * FROM trained_models")
-        columns = [d[0] for d in cur.description]
-        trained = {r[0]: dict(zip(columns, r)) for r in cur.fetchall()}
-        known = {n for (n,) in con.execute("SELECT DISTINCT name FROM models").fetchall()}
-        cur = con.execute(
-            "SELECT * FROM parent_comparisons QUALIFY row_number() OVER (PARTITION BY model, suite_name, judge_name,"
-            " dimension, method ORDER BY computed_at DESC) = 1 ORDER BY judge_name, dimension, method")
-        columns = [d[0] for d in cur.description]
-        comparisons = [dict(zip(columns, r)) for r in cur.fetchall()]
-        losses = con.execute("SELECT model, list(value ORDER BY step) FROM training_log WHERE name = 'loss'"
-                             " GROUP BY model").fetchall()
+    rows, known, comparisons, curves = training_sql.lineage_rows(store)
+    trained = {r["model"]: r for r in rows}
     if model not in trained and model not in known and model not in {r["parent"] for r in trained.values()}:
         raise HarnessError(f"{store.path}: no model named '{model}': see `harness models --db {store.path}`")
     root, seen = model, set()
     while root in trained and root not in seen:  # walk up; `seen` guards against a renamed cycle
         seen.add(root)
         root = trained[root]["parent"]
-    curves = dict(losses)
 
     def build(name: str) -> LineageNode:
         node = LineageNode(name, trained.get(name), comparisons=[c for c in comparisons if c["model"] == name],

@@ -26,11 +26,9 @@ def models(db: Path = DbOption) -> None:
     console.print(table)
     if db.exists():
         from harness.store import Store
+        from harness.store.training import stored_models
 
-        with Store(db).read() as con:
-            rows = con.execute(
-                "SELECT name, backend, source, left(fingerprint, 12), last_used FROM models ORDER BY name"
-            ).fetchall()
+        rows = stored_models(Store(db))
         stored = Table(title=f"models in {db}")
         for col in ("name", "backend", "source", "fingerprint", "last used"):
             stored.add_column(col)
