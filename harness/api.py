@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from harness.battles import Selection, battles, counted_calls, counted_rows, for_suite, grades
+from harness.battles import Selection, battles, counted, for_suite, grades
 from harness.config import Suite, load_suite, resolve_suite_path
 from harness.errors import HarnessError
 from harness import leaderboard
@@ -95,7 +95,7 @@ def judge_reliability(store: Store | str | Path, judge_name: str) -> Reliability
     """Parse failures, swap flips, position and length bias of a judge, from its counted rows."""
     store = open_store(store, must_exist=True)
     selection = Selection(judges=(judge_name,))
-    return reliability(judge_name, counted_rows(store, selection), counted_calls(store, selection))
+    return reliability(judge_name, *counted(store, selection))
 
 
 def self_preference(suite: Suite | str | Path, db: Store | str | Path, judge_name: str) -> dict[str, float]:

@@ -51,20 +51,20 @@ def _row(r: tuple) -> JudgmentRow:
     return JudgmentRow(set_name, qid, turn, category, judge, dim, ma, mb, verdict, len_a, len_b, logprobs, aa, ab)
 
 
+def counted(store: Store, selection: Selection = Selection()) -> tuple[list[JudgmentRow], list[tuple[str, bool]]]:
+    """From one read: the LLM judges' pairwise rows that count (both orders, unparsed ones with
+    verdict None), and (call_id, parsed in every dimension) per judge call they come from."""
+    with store.read() as con:
+        raw = sql.counted_rows(con, selection)
+    parsed: dict[str, bool] = {}
+    for r in raw:
+        parsed[r[-1]] = parsed.get(r[-1], True) and r[8] is not None
+    return [_row(r) for r in raw], sorted(parsed.items())
+
+
 def counted_rows(store: Store, selection: Selection = Selection()) -> list[JudgmentRow]:
     """The LLM judges' pairwise rows that count, both orders, unparsed ones with verdict None."""
-    with store.read() as con:
-        return [_row(r) for r in sql.counted_rows(con, selection)]
-
-
-def counted_calls(store: Store, selection: Selection = Selection()) -> list[tuple[str, bool]]:
-    """(call_id, parsed in every dimension) per judge call that counts."""
-    with store.read() as con:
-        rows = sql.counted_rows(con, selection)
-    parsed: dict[str, bool] = {}
-    for r in rows:
-        parsed[r[-1]] = parsed.get(r[-1], True) and r[8] is not None
-    return sorted(parsed.items())
+    return counted(store, selection)[0]
 
 
 def human_rows(store: Store, selection: Selection = Selection()) -> list[JudgmentRow]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.battles import Selection, battles_fast, counted_calls, counted_rows, for_suite, human_rows
+from harness.battles import Selection, battles_fast, counted, counted_rows, for_suite, human_rows
 from harness.config import Suite
 from harness.leaderboard import rate, win_rate_of
 from harness.models.base import stable_hash
@@ -220,11 +220,12 @@ def conversation(store: Store, suite: str, set_name: str, question_id: str, x: s
         return None
     judgments = reads.pair_judgments(store, set_name, question_id, x, y)
     selection = Selection(models=(x, y), sets=(set_name,))
+    rows, judge_calls = counted(store, selection)
     current = {(r.judge_name, r.question_id, r.turn, r.dimension, r.model_a, r.answer_a, r.answer_b)
-               for r in counted_rows(store, selection) + human_rows(store, selection)}
+               for r in rows + human_rows(store, selection)}
     # An older judge fingerprint's row of the same answers has the same key: the counted calls tell
     # them apart (a row's id is stable_hash([call_id, dimension]), the store's rule for every row).
-    calls = [c for c, _ in counted_calls(store, selection)]
+    calls = [c for c, _ in judge_calls]
     counted_ids = {stable_hash([c, d]) for c in calls for d in {j["dimension"] for j in judgments}}
     merged = {(judge, turn, dim): decided for (judge, s, qid, turn, dim, *pair), decided in
               _decisions(suite_battles(store, suite, set_name=set_name)).items()
