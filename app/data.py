@@ -10,7 +10,7 @@ from datetime import datetime
 import streamlit as st
 
 from harness import views
-from harness.store import StoreBusyError
+from harness.store import StoreBusyError, StoreReadOnlyError
 
 DB_ENV = "HARNESS_APP_DB"
 TTL_S = 5
@@ -49,9 +49,14 @@ def load(name: str, *args, **kwargs):
 
 
 def save_verdicts(**kwargs) -> int:
-    """Takes the write lock only for this one transaction."""
+    """Takes the write lock only for this one transaction. Everything else the app does only reads,
+    so it browses a read-only file; only saving needs a writable one, and says so."""
     store = views.open_for_viewing(db_path(), lock_wait_s=SAVE_LOCK_WAIT_S)
-    n = views.save_human_verdicts(store, **kwargs)
+    try:
+        n = views.save_human_verdicts(store, **kwargs)
+    except StoreReadOnlyError as exc:
+        st.error(f"Verdicts not saved: {exc}")
+        st.stop()
     _cached.clear()
     return n
 

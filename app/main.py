@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` importable
 from app.data import db_path, refresh  # noqa: E402
 from app.screens import annotate, answers, judges, leaderboard, pairwise, runs  # noqa: E402
 from harness import views  # noqa: E402
-from harness.store import StoreBusyError  # noqa: E402
+from harness.store import StoreBusyError, StoreError  # noqa: E402
 
 PAGES = [
     st.Page(leaderboard.render, title="Leaderboard", url_path="leaderboard", default=True),
@@ -31,9 +31,14 @@ def main() -> None:
     if st.sidebar.button("Refresh data"):
         refresh()
     try:
-        problem = views.schema_problem(views.open_for_viewing(db_path(), lock_wait_s=0.5))
+        store = views.open_for_viewing(db_path(), lock_wait_s=0.5)
+        problem = views.schema_problem(store)
+        if problem is None:
+            store.check_schema()  # read-only; a newer harness's file is refused, not misread
     except StoreBusyError:
         problem = None  # a run holds the file right now: the pages show their last data
+    except StoreError as exc:  # not a DuckDB file, a newer schema, unreadable
+        problem = str(exc)
     if problem:
         st.error(problem)
         st.stop()

@@ -13,13 +13,14 @@ harness.battles, so every caller sees the same results.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from harness.battles import Selection, battles, counted, for_suite, grades
 from harness.config import Suite, load_suite, resolve_suite_path
-from harness.errors import HarnessError
+from harness.errors import HarnessError, StoreReadOnlyError
 from harness import leaderboard
 from harness.leaderboard import RatingRow
 from harness.store import DEFAULT_DB, Store
@@ -29,8 +30,9 @@ STAGES = ("generate", "judge", "rate", "closed")
 
 
 def open_store(db: Store | str | Path = DEFAULT_DB, *, must_exist: bool = False) -> Store:
-    """A Store for `db`, migrated to this version's schema; with must_exist, a missing file is a
-    one-line error instead of a new, empty store."""
+    """A Store for `db` at this version's schema: a current file is only read (so readers work on a
+    read-only one), an older one migrated, a newer one refused; with must_exist, a missing file is
+    a one-line error instead of a new, empty store."""
     if isinstance(db, Store):
         return db
     if must_exist and not Path(db).exists():
@@ -56,6 +58,7 @@ class Leaderboard:
     rows: list[RatingRow]
     reliability: dict[str, Reliability] = field(default_factory=dict)
     models_not_in_suite: list[str] = field(default_factory=list)
+    not_saved: str | None = None  # why rate(save=True) could not store the rows (a read-only file)
 
     def rows_for(self, category: str = "all") -> list[RatingRow]:
         return [r for r in self.rows if r.category == category]
@@ -63,7 +66,8 @@ class Leaderboard:
 
 def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save: bool = True,
          categories: bool = True) -> Leaderboard:
-    """Rate the suite's current battles (harness.battles) and grades; store the rows unless save=False."""
+    """Rate the suite's current battles (harness.battles) and grades; store the rows unless save=False
+    or the file is read-only (then the board says why in `not_saved`)."""
     from harness.store.ratings import save_ratings
 
     suite, _, _ = resolve_suite(suite)
@@ -75,13 +79,17 @@ def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save
     single = tuple(j.name for j in suite.judges if j.kind == "single")
     if single:
         rows += leaderboard.grade_rows(grades(store, single, tuple(s.name for s in suite.sets)))
+    not_saved = None
     if save:
-        save_ratings(store, suite.name, cfg.merge, rows)
+        try:
+            save_ratings(store, suite.name, cfg.merge, rows)
+        except StoreReadOnlyError as exc:  # the board is still worth showing
+            not_saved = str(exc)
     listed = {m.name for m in suite.models}
     on_board = {m for b in fought for m in (b.model_a, b.model_b)}
     judged = [j.name for j in suite.judges if j.kind == "pairwise"]
     return Leaderboard(suite, rows, {name: judge_reliability(store, name) for name in judged},
-                 sorted(on_board - listed))
+                 sorted(on_board - listed), not_saved)
 
 
 def stored_ratings(suite: str, db: Store | str | Path = DEFAULT_DB, category: str | None = "all") -> list[dict]:
@@ -123,6 +131,17 @@ class RunReport:
     def run_id(self) -> str:
         return self.generation.run_id if self.generation else ""
 
+    def failures(self) -> dict[str, int]:
+        """Calls that failed in this run and are retried by the next: {"answers": n, "judge calls": m}."""
+        answers = self.generation.totals()["failed"] if self.generation else 0
+        judged = self.judging.totals()["judge_failed"] if self.judging else 0
+        return {"answers": answers, "judge calls": judged}
+
+    @property
+    def complete(self) -> bool:
+        """True when every planned answer and judgment is stored (nothing failed)."""
+        return not any(self.failures().values())
+
 
 def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stages: Iterable[str] = STAGES,
         base_dir: Path | None = None, progress=None, backends: dict | None = None, judges: dict | None = None,
@@ -131,33 +150,67 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
 
     Each stage skips what the store already holds, so a finished suite makes no model, judge or
     lm-eval call. `backends` / `judges` map names to ready objects (tests, fixtures); `on_stage`
-    is called after each stage (the CLI prints its table there)."""
+    is called after each stage (the CLI prints its table there). Input is checked before the store is
+    touched; one `runs` row covers generation, judging and rating (closed-set tasks record their own).
+    A run whose calls partly failed returns normally: `report.complete` is False and a rerun retries them."""
+    from harness.judging import JudgingSummary
+    from harness.runner import new_run_id, recorded_run
+
     stages = tuple(stages)
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise HarnessError(f"stages: unknown {', '.join(unknown)}: use some of {', '.join(STAGES)}")
     suite, base_dir, source = resolve_suite(suite, base_dir)
+    preflight(suite, base_dir, source, backends, judges)
     store = open_store(db)
     report = RunReport(suite)
     done = on_stage or (lambda stage, report: None)
-    if "generate" in stages:
-        from harness.runner import run_suite
+    run_id = new_run_id()
+    judging = JudgingSummary(run_id=run_id)
 
-        report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends)
-        done("generate", report)
-    if suite.judges and "judge" in stages:
-        from harness.judging import judge_suite
+    def totals() -> dict:
+        generated = report.generation.totals() if report.generation else dict.fromkeys(
+            ("planned", "cached", "generated", "failed"), 0)
+        return {**generated, **judging.totals()}
 
-        report.judging = judge_suite(suite, store, report.run_id or "judge-only", base_dir, progress=progress,
-                                     judges=judges)
-        done("judge", report)
-    if suite.judges and "rate" in stages:
-        report.board = rate(suite, store)
-        done("rate", report)
+    with recorded_run(store, run_id, suite, progress, totals):
+        if "generate" in stages:
+            from harness.runner import run_suite
+
+            started = time.perf_counter()
+            report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends, run_id=run_id)
+            report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
+            done("generate", report)
+        if suite.judges and "judge" in stages:
+            from harness.judging import judge_suite
+
+            report.judging = judge_suite(suite, store, run_id, base_dir, progress=progress, judges=judges,
+                                         summary=judging)
+            done("judge", report)
+        if suite.judges and "rate" in stages:
+            report.board = rate(suite, store)
+            done("rate", report)
     if suite.closed_set and "closed" in stages:
         _closed_stage(report, base_dir, store, source, progress)
         done("closed", report)
     return report
+
+
+def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None = None,
+              judges: dict | None = None) -> None:
+    """Everything about the input that can be checked without a model: the data files and the
+    environment variables keys come from. Raises before anything is written."""
+    import os
+
+    from harness.runner import load_questions
+
+    load_questions(suite, base_dir)
+    specs = [(m.name, m) for m in suite.models if m.name not in (backends or {})]
+    specs += [(f"judge {j.name}", j.model) for j in suite.judges if j.name not in (judges or {})]
+    for label, spec in specs:
+        var = getattr(spec, "api_key_env", None)
+        if var and not os.environ.get(var):
+            raise HarnessError(f"{source}: {label}: api_key_env names ${var}, which is not set: export it")
 
 
 def run_closed(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, force: bool = False,

@@ -16,8 +16,9 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, SerializeAsA
 from harness.errors import ConfigError
 from harness.models.base import GenerationParams
 from harness.models.registry import get_entry, kinds_text, kinds_where, validate_model_spec
-from harness.models.specs import (HFModelSpec, ModelSpecBase, OpenAIModelSpec, ReferenceModelSpec,  # noqa: F401
-                                  VLLMModelSpec)
+from harness.models.specs import (FIELD_RULE, HFModelSpec, ModelSpecBase, OpenAIModelSpec,  # noqa: F401
+                                  ReferenceModelSpec, VLLMModelSpec, rule_error)
+from judges.base import DEFAULT_DIMENSIONS, DIMENSION_DEFINITIONS, dimension_names_problem
 
 
 class _Strict(BaseModel):
@@ -120,8 +121,9 @@ class JudgeSpec(_Strict):
     """prompt: this team's prompts with tagged verdict lines; pandalm: PandaLM's layout, '1/2/Tie' first line."""
     kind: Literal["pairwise", "single"] = "pairwise"
     """pairwise A/B/tie (judged in both orders) or single 1-10 grading."""
-    dimensions: list[str] = ["accuracy", "helpfulness", "language"]
-    """Pairwise dimensions, each with its own verdict."""
+    dimensions: list[str] = list(DEFAULT_DIMENSIONS)
+    """Pairwise dimensions, each with its own verdict; names are lowercase letters, digits and _,
+    starting with a letter (judges.base.DIMENSION_NAME, the pattern the verdict parser reads)."""
     dimension_mode: Literal["joint", "per_dimension"] = "joint"
     """joint: one call returns every dimension; per_dimension: one call each."""
     chain_of_thought: bool = True
@@ -134,6 +136,23 @@ class JudgeSpec(_Strict):
     """Single grading: independent grades per answer (samples after the first use temperature 0.7)."""
     decode: Literal["generate", "choice"] = "generate"
     """generate: parse free text; choice (pandalm style, hf backend): pick 1 / 2 / Tie by likelihood."""
+
+    @field_validator("dimensions")
+    @classmethod
+    def _readable_dimension_names(cls, dimensions: list[str]) -> list[str]:
+        problem = dimension_names_problem(dimensions)
+        if problem:
+            raise rule_error(problem)
+        return dimensions
+
+    @model_validator(mode="after")
+    def _pandalm_knows_its_dimensions(self) -> "JudgeSpec":
+        # PandaLM's layout carries a definition of the one aspect it judges; there is none for a new name.
+        unknown = [d for d in self.dimensions if d not in DIMENSION_DEFINITIONS] if self.style == "pandalm" else []
+        if unknown and self.dimensions != ["overall"]:
+            raise rule_error(f"dimensions: style: pandalm has no definition for '{unknown[0]}': use some of "
+                             f"{', '.join(DIMENSION_DEFINITIONS)}, or style: prompt")
+        return self
 
     @model_validator(mode="after")
     def _choice_needs_a_scorer(self) -> "JudgeSpec":
@@ -273,7 +292,7 @@ def format_validation_error(path: Path | str, exc: ValidationError) -> str:
         fix = f"use backend: {kinds_text()}"
     elif kind == "union_tag_not_found":
         fix = f"add backend: {kinds_text()}"
-    elif kind == "backend_plugin_error":  # the plugin's message already says what to fix
+    elif kind in ("backend_plugin_error", FIELD_RULE):  # the message already says what to fix
         fix = ""
     else:
         fix = f"got {err.get('input')!r}"

@@ -36,3 +36,27 @@ class MissingExtraError(HarnessError):
 
 class BackendError(HarnessError):
     """A model server that cannot be started or reached."""
+
+
+class StoreError(HarnessError):
+    """A store file that cannot be used as it is (named in the message, with what to do)."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the database file for longer than we waited."""
+
+
+class NotADatabaseError(StoreError):
+    """The --db path exists but is not a DuckDB file."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write to a store whose file or folder cannot be written."""
+
+
+class SchemaTooNewError(StoreError):
+    """The store was migrated by a newer harness: this one must not read or write it."""
+
+
+class SchemaOutdatedError(StoreError):
+    """The store needs migrations this harness ships, and its file cannot be written to apply them."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 import harness
-from harness.errors import DataError, HarnessError
+from harness.errors import BackendError, DataError, HarnessError
 from harness.models.base import stable_hash
 from harness.store import Store
 from judges.agreement import (  # noqa: F401 (agreement_per_item: re-exported for callers)
@@ -57,7 +58,7 @@ from judges.meta import (
     load_pandalm_released,
     load_pandalm_testset,
 )
-from judges.parse import choice_logprobs
+from judges.parse import choice_logprobs, verdict_tag
 from judges.reliability import Reliability, reliability
 
 RELEASED = {"pandalm-7b": ("pandalm-7b-testset-v1.json", load_pandalm_released),
@@ -299,16 +300,27 @@ class _Call:
     item: PairItem
 
 
-def _live_calls(chosen: list[LabelledPair], fingerprint: str) -> list[_Call]:
+def _live_calls(chosen: list[LabelledPair], fingerprint: str, salt: str) -> list[_Call]:
     calls = []
     for p in chosen:
         item_id = f"{p.question_id}:{p.model_a}:{p.model_b}:{p.turn}"
         shown = ((1, p.model_a, p.model_b, p.answer_a, p.answer_b), (2, p.model_b, p.model_a, p.answer_b, p.answer_a))
         for order, model_a, model_b, a, b in shown:
             key = stable_hash([fingerprint, MT_BENCH, item_id, order, [p.category, p.question, a, b]])
-            item = PairItem(str(p.question_id), p.category, (p.question,), (a,), (b,), p.turn, nonce=key[:8])
+            item = PairItem(str(p.question_id), p.category, (p.question,), (a,), (b,), p.turn,
+                            nonce=verdict_tag(salt, key))
             calls.append(_Call(key, p, item_id, order, model_a, model_b, item))
     return calls
+
+
+def _tag_salt(store: Store | None) -> str:
+    """The store's verdict-tag secret, or a fresh one for a run without a store."""
+    if store is None:
+        return secrets.token_hex(16)
+    from harness.store.queries import verdict_tag_salt
+
+    with store.read() as con:
+        return verdict_tag_salt(con)
 
 
 def sample_mt_bench_pairs(data: Path, sample: int, seed: int = 0) -> list[LabelledPair]:
@@ -332,16 +344,20 @@ def _live_part(judge: Judge, data: Path, store: Store | None, sample: int, seed:
     settings = {"sample": sample, "seed": seed, "merge": merge, "dimension": dimension, "expert_only": True,
                 "bootstrap_rounds": rounds, "level": level}
     part = _new_part(judge.name, fingerprint, "live", MT_BENCH, [path], settings)
-    calls = _live_calls(chosen, fingerprint)
+    salt = _tag_salt(store)
+    calls = _live_calls(chosen, fingerprint, salt)
     done = sql.cached_items(store, [c.key for c in calls]) if store is not None else {}
     todo = list({c.key: c for c in calls if c.key not in done}.values())
     chunk = max(1, int(getattr(judge, "chunk_size", None) or 16))
     for start in range(0, len(todo), chunk):
         batch = todo[start: start + chunk]
         outputs = judge.judge([c.item for c in batch])
-        rows = []
+        rows, failed = [], []
         for c, out in zip(batch, outputs):
             output = out[dimension]
+            if output.error:  # no output at all: not an item to cache (a rerun asks again)
+                failed.append(output.error)
+                continue
             verdict = output.verdicts.get(dimension)
             lp = getattr(output, "choice_logprobs", None) or choice_logprobs(output.raw)
             labels = [f"{v.judge}={_positional(_winner_model(v), c.model_a, c.model_b)}" for v in c.pair.votes]
@@ -351,6 +367,9 @@ def _live_part(judge: Judge, data: Path, store: Store | None, sample: int, seed:
             with store.write() as con:  # each chunk commits: a killed run keeps what it judged
                 sql.insert_items(con, rows)
         done.update((r["item_key"], r) for r in rows)
+        if failed:  # agreement over a partial sample would mislead: stop, keep what was judged
+            raise BackendError(f"judge '{judge.name}': {len(failed)} of {len(batch)} calls failed: {failed[0]}:"
+                               " run judge-eval again to retry them")
     part.item_keys = [c.key for c in calls]
     part.run.n_calls, part.run.n_cached = len(todo), len(calls) - len(todo)
 

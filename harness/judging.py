@@ -19,7 +19,9 @@ from harness.runner import Progress, _Silent, load_questions, stored_conversatio
 from harness.sets import Question
 from harness.store import Store
 from harness.store import queries as q
+from harness.errors import BackendError
 from judges.base import Judge, JudgeOutput, PairItem, SingleItem
+from judges.parse import verdict_tag
 
 
 @dataclass
@@ -38,14 +40,19 @@ class JudgeStats:
     name: str
     planned: int = 0
     cached: int = 0
-    judged: int = 0
-    unparsed: int = 0
+    judged: int = 0  # calls whose output was stored (parsed or not)
+    unparsed: int = 0  # stored outputs that broke the format after every retry
+    failed: int = 0  # calls the backend could not answer: failure rows, retried by the next run
 
 
 @dataclass
 class JudgingSummary:
     run_id: str
     judges: list[JudgeStats] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        return {"judge_calls": sum(j.planned for j in self.judges), "judge_cached": sum(j.cached for j in self.judges),
+                "judge_failed": sum(j.failed for j in self.judges)}
 
 
 def build_judge(spec: JudgeSpec) -> Judge:
@@ -59,12 +66,16 @@ def build_judge(spec: JudgeSpec) -> Judge:
 
 
 def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),
-                progress: Progress | None = None, judges: dict[str, Judge] | None = None) -> JudgingSummary:
-    """Run every judge of `suite` over the stored answers of its models."""
+                progress: Progress | None = None, judges: dict[str, Judge] | None = None,
+                summary: JudgingSummary | None = None) -> JudgingSummary:
+    """Run every judge of `suite` over the stored answers of its models. Stats land in `summary`
+    as each judge finishes (the caller's run row counts them even when a later judge fails)."""
     progress = progress or _Silent()
     questions = load_questions(suite, base_dir)
     chains = _model_chains(suite, store, questions)
-    summary = JudgingSummary(run_id=run_id)
+    with store.read() as con:
+        salt = q.verdict_tag_salt(con)
+    summary = summary or JudgingSummary(run_id=run_id)
     for spec in suite.judges:
         given = (judges or {}).get(spec.name)
         judge = given or build_judge(spec)
@@ -75,7 +86,9 @@ def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("
                 q.register_judge(con, spec.name, [s.fingerprint() for s in samples], judge.kind,
                                  spec.model_dump_json())
             for current in samples:
-                summary.judges.append(_run_judge(current, suite, questions, chains, store, run_id, progress))
+                stats = JudgeStats(name=current.name)
+                summary.judges.append(stats)
+                _run_judge(current, suite, questions, chains, store, run_id, progress, salt, stats)
         finally:
             if given is None:
                 judge.close()
@@ -91,10 +104,11 @@ def _model_chains(suite, store, questions) -> dict[str, dict]:
     return chains
 
 
-def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress) -> JudgeStats:
+def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress, salt: str,
+               stats: JudgeStats) -> None:
     fingerprint = judge.fingerprint()
-    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint)
-    stats = JudgeStats(name=judge.name, planned=len(calls))
+    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint, salt)
+    stats.planned = len(calls)
     with store.read() as con:
         done = q.existing_call_ids(con, [c.call_id for c in calls])
     todo = [c for c in calls if c.call_id not in done]
@@ -105,13 +119,27 @@ def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress) 
     for start in range(0, len(todo), chunk):
         batch = todo[start : start + chunk]
         outputs = judge.judge([c.item for c in batch])
-        rows = [row for c, out in zip(batch, outputs) for row in _rows(c, out, judge, fingerprint, run_id)]
+        # A call the backend could not answer is a failure row, never a judgment: the cache does not
+        # count it, so the next run asks again. Its other dimensions are dropped with it, for the same reason.
+        errors = [next((o.error for o in out.values() if o.error), None) for out in outputs]
+        rows = [row for c, out, error in zip(batch, outputs, errors) if error is None
+                for row in _rows(c, out, judge, fingerprint, run_id)]
+        failures = [_failure_row(c, judge, fingerprint, error, run_id) for c, error in zip(batch, errors) if error]
         with store.write() as con:
             q.insert_judgments(con, rows)
-        stats.judged += len(batch)
-        stats.unparsed += sum(not all(o.parsed for o in out.values()) for out in outputs)
+            q.insert_judge_failures(con, failures)
+        stats.judged += len(batch) - len(failures)
+        stats.failed += len(failures)
+        stats.unparsed += sum(error is None and not all(o.parsed for o in out.values())
+                              for out, error in zip(outputs, errors))
         progress.advance(len(batch))
-    return stats
+        if len(failures) == len(batch):
+            raise BackendError(f"judge '{judge.name}': all {len(batch)} calls of a chunk failed: {failures[0][8]}")
+
+
+def _failure_row(call: _Call, judge: Judge, fingerprint: str, error: str, run_id: str) -> tuple:
+    return (call.call_id, judge.name, fingerprint, call.set_name, call.item.question_id, call.item.turn,
+            call.model_a, call.model_b, error, run_id)
 
 
 def _rows(call: _Call, outputs: dict[str, JudgeOutput], judge: Judge, fingerprint: str, run_id: str):
@@ -134,7 +162,7 @@ def scheduled_pairs(suite: Suite, questions: list[Question]) -> list[tuple[Quest
     return battles
 
 
-def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
+def _pair_calls(suite, questions, chains, fingerprint, salt: str) -> list[_Call]:
     calls = []
     for question, turn, x, y in scheduled_pairs(suite, questions):
         key = (question.set_name, question.question_id)
@@ -146,12 +174,12 @@ def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
             call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b])
             item = PairItem(question.question_id, question.category, question.turns,
                             tuple(t for _, t in ca[:turn]), tuple(t for _, t in cb[:turn]), turn,
-                            _reference(question, turn), nonce=call_id[:8])
+                            _reference(question, turn), nonce=verdict_tag(salt, call_id))
             calls.append(_Call(call_id, item, question.set_name, a, b, ids_a[-1], ids_b[-1]))
     return calls
 
 
-def _single_calls(suite, questions, chains, fingerprint) -> list[_Call]:
+def _single_calls(suite, questions, chains, fingerprint, salt: str) -> list[_Call]:
     calls = []
     for model in sorted(chains):
         for question in questions:
@@ -161,7 +189,7 @@ def _single_calls(suite, questions, chains, fingerprint) -> list[_Call]:
                 call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids])
                 item = SingleItem(question.question_id, question.category, question.turns,
                                   tuple(t for _, t in chain[:turn]), turn, _reference(question, turn),
-                                  nonce=call_id[:8])
+                                  nonce=verdict_tag(salt, call_id))
                 calls.append(_Call(call_id, item, question.set_name, model, None, ids[-1], None))
     return calls
 

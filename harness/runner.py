@@ -100,37 +100,51 @@ def run_suite(
     base_dir: Path = Path("."),
     progress: Progress | None = None,
     backends: dict[str, ModelBackend] | None = None,
+    run_id: str | None = None,
 ) -> RunSummary:
     """Generate every missing answer of every model in `suite` and store it.
 
     `backends` maps model names to ready backends (tests, the vLLM fixture); others are created
-    from their specs and closed at the end.
+    from their specs and closed at the end. With `run_id`, the caller records the run (harness.api.run
+    keeps one `runs` row open over generation and judging); without, this call records its own.
     """
     progress = progress or _Silent()
     questions = load_questions(suite, base_dir)  # bad data fails here, before any model loads
-    summary = RunSummary(run_id=uuid.uuid4().hex[:12], suite_name=suite.name, db_path=store.path)
+    summary = RunSummary(run_id=run_id or new_run_id(), suite_name=suite.name, db_path=store.path)
     with store.write() as con:
-        q.mark_dead_runs_interrupted(con)
         q.upsert_questions(con, questions)
+    if run_id is not None:
+        _run_models(suite, store, questions, summary, progress, backends)
+        return summary
     with recorded_run(store, summary.run_id, suite, progress, summary.totals) as record:
-        for spec in suite.models:
-            given = (backends or {}).get(spec.name)
-            backend = given or create_backend(spec)
-            try:
-                stats = _run_model(spec, backend, suite, questions, store, summary.run_id, progress)
-            finally:
-                if given is None:
-                    backend.close()
-            summary.models.append(stats)
+        _run_models(suite, store, questions, summary, progress, backends)
     summary.wall_s, summary.status = record["wall_s"], record["status"]
     return summary
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _run_models(suite, store, questions, summary: RunSummary, progress, backends) -> None:
+    for spec in suite.models:
+        given = (backends or {}).get(spec.name)
+        backend = given or create_backend(spec)
+        try:
+            stats = _run_model(spec, backend, suite, questions, store, summary.run_id, progress)
+        finally:
+            if given is None:
+                backend.close()
+        summary.models.append(stats)
 
 
 @contextmanager
 def recorded_run(store: Store, run_id: str, suite: Suite, progress, totals: Callable[[], dict]) -> Iterator[dict]:
     """A `runs` row from start to finish: finished, interrupted (Ctrl-C, SIGTERM) or failed, with
-    wall time and the counts `totals()` gives at the end. Shared by generation and closed-set runs."""
+    wall time and the counts `totals()` gives at the end. Shared by suite and closed-set runs.
+    A run killed outright (kill -9) stays 'running' until the next run starts and marks it interrupted."""
     with store.write() as con:
+        q.mark_dead_runs_interrupted(con)
         q.start_run(con, run_id, suite.name, suite.model_dump_json(), harness.__version__, _git_sha())
     record = {"status": "failed", "error": None, "wall_s": 0.0}
     started = time.perf_counter()
@@ -144,7 +158,7 @@ def recorded_run(store: Store, run_id: str, suite: Suite, progress, totals: Call
         record["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        progress.stop()
+        (progress or _Silent()).stop()
         record["wall_s"] = time.perf_counter() - started
         with store.write() as con:
             q.finish_run(con, run_id, record["status"], totals(), record["wall_s"], record["error"])
@@ -221,7 +235,8 @@ def _generate(backend, todo, fingerprint, run_id, store, stats, history, progres
                 where = (p.question.set_name, p.question.question_id, p.turn)
                 if c.ok:
                     answers.append((p.answer_id, fingerprint, *where, c.text, c.prompt_tokens,
-                                    c.completion_tokens, c.finish_reason, c.latency_s, params_json, run_id))
+                                    c.completion_tokens, c.finish_reason, c.latency_s, params_json, run_id,
+                                    c.original_json))
                     history[where[:2]].append(c.text)
                     stats.completion_tokens += c.completion_tokens
                 else:

@@ -6,10 +6,32 @@ is judged twice, (X, Y) and (Y, X), and both calls are stored as their own rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 DEFAULT_DIMENSIONS = ("accuracy", "helpfulness", "language")
+
+# The one rule for a dimension name: the suite validator (harness/config.py), LLMJudge and the
+# verdict-line parser (judges/parse.py) all use this pattern, so a name the config accepts is a
+# name the parser can read.
+DIMENSION_NAME = r"[a-z][a-z0-9_]*"
+
+
+def dimension_names_problem(dimensions) -> str | None:
+    """Why `dimensions` cannot be judged, as one line (the caller adds where it comes from), or None."""
+    names = list(dimensions)
+    if not names:
+        return "no dimensions: give at least one (e.g. [accuracy])"
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(DIMENSION_NAME, name):
+            suggestion = re.sub(r"^[^a-z]+", "", re.sub(r"[^a-z0-9_]+", "_", str(name).lower())).strip("_")
+            return (f"{name!r} is not a dimension name: use lowercase letters, digits and _"
+                    f" (e.g. {suggestion or 'accuracy'!r})")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        return f"dimension names must be unique, repeated: {', '.join(repeated)}"
+    return None
 
 # What each dimension means, shown to the judge (after Wu & Aji 2023, "Style Over Substance").
 DIMENSION_DEFINITIONS = {
@@ -35,7 +57,7 @@ class PairItem:
     answers_b: tuple[str, ...]
     turn: int
     reference: str | None = None
-    nonce: str = ""  # per-call tag the verdict line must carry (see judges/parse.py)
+    nonce: str = ""  # per-call secret tag the verdict line must carry (see judges/parse.py: verdict_tag)
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,8 @@ class JudgeOutput:
     score: float | None = None
     attempts: int = 1
     choice_logprobs: tuple[float, float, float] | None = None  # log P("1"), P("2"), P("Tie"): choice decoding
+    error: str | None = None  # the backend failed to answer at all (after its own retries): not a verdict,
+    # never stored as a judgment; the pipeline records it as a failure and the next run asks again
 
     @property
     def parsed(self) -> bool:

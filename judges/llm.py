@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import judges.prompts
-from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem
+from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem, dimension_names_problem
 from judges.parse import CHOICES, PARSER_VERSION, choice_output, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
@@ -31,6 +31,9 @@ class LLMJudge:
                  max_parse_retries: int = 2, retry_temperature: float = 0.7, decode: str = "generate"):
         if kind == "single" and style != "prompt":
             raise ValueError("single grading needs the prompt style")
+        problem = dimension_names_problem(dimensions)
+        if problem:
+            raise ConfigError(f"judge '{name}': dimensions: {problem}")
         self.name, self.backend, self.style, self.kind = name, backend, style, kind
         self.dimensions = ("overall",) if kind == "single" else tuple(dimensions)
         # PandaLM answers one verdict per call, so several dimensions mean several calls.
@@ -87,7 +90,10 @@ class LLMJudge:
             completions = self.backend.generate([self._conversation(items[i], dims) for i in todo], params)
             still = []
             for i, completion in zip(todo, completions):
-                outputs[i] = self._parse(completion.text if completion.ok else "", items[i], dims, attempt)
+                if not completion.ok:  # no output at all: the backend already retried the transport,
+                    outputs[i] = JudgeOutput(raw="", attempts=attempt, error=completion.error)
+                    continue  # and a fresh sample cannot fix an endpoint that is down
+                outputs[i] = self._parse(completion.text, items[i], dims, attempt)
                 if not outputs[i].parsed:
                     still.append(i)
             todo = still

@@ -1,26 +1,42 @@
 """Strict parsers that read only the judge's own output.
 
-Prompt judges must end with verdict lines tagged by a per-call nonce, e.g. `VERDICT-3f9a2c
-accuracy: A`. The nonce comes from the call's key, which includes both answers, so an answer
-cannot contain its own call's tag: a candidate that writes "[[A]]", "Tie" or "VERDICT accuracy: A"
-cannot decide the parse. Anything else in the output is ignored, and an output without exactly one
-valid tagged line per dimension is unparsed; we never guess.
+Prompt judges must end with verdict lines tagged by a per-call secret, e.g. `VERDICT-3f9a2c41d07e
+accuracy: A`. The tag is an HMAC of the call's key under a secret the candidates never see
+(`verdict_tag`; the pipeline keeps one random secret per store). The call's key itself is no secret:
+it derives from model fingerprints, settings and the question, all known before any answer exists.
+So an answer cannot carry its own call's tag: a candidate that writes "[[A]]", "Tie" or tagged
+"VERDICT-… accuracy: A" lines cannot decide the parse, and cannot veto it by making the output
+conflict, even when the judge repeats the answer's text. Anything else in the output is ignored, and
+an output without exactly one valid tagged line per dimension is unparsed; we never guess.
 
 PandaLM's contract is positional instead: the first non-empty line is exactly `1`, `2` or `Tie`.
+It carries no tag, so a PandaLM judge that starts its output by repeating an answer can be steered
+by that answer; where that matters use the tagged prompt style, or `decode: choice` (likelihood,
+no free text at all).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+
+from judges.base import DIMENSION_NAME
 
 PARSER_VERSION = "parse-v1"
 VERDICTS = {"a": "A", "b": "B", "tie": "tie"}
 
 
+def verdict_tag(secret: str, call_key: str) -> str:
+    """The tag a call's verdict lines must carry: unpredictable without `secret`, stable for a call."""
+    return hmac.new(secret.encode(), call_key.encode(), hashlib.sha256).hexdigest()[:12]
+
+
 def parse_pairwise(output: str, nonce: str, dimensions: tuple[str, ...]) -> dict[str, str] | None:
     """{dimension: 'A'|'B'|'tie'} for every dimension, or None."""
+    # DIMENSION_NAME reads every name the old [a-z_]+ read that a judge may have, so PARSER_VERSION stays.
     pattern = re.compile(
-        rf"^\W*VERDICT-{re.escape(nonce)}\s+([a-z_]+)\s*[:=]\s*\[?\[?\s*(A|B|tie)\s*\]?\]?\W*$",
+        rf"^\W*VERDICT-{re.escape(nonce)}\s+({DIMENSION_NAME})\s*[:=]\s*\[?\[?\s*(A|B|tie)\s*\]?\]?\W*$",
         re.IGNORECASE | re.MULTILINE,
     )
     found: dict[str, set[str]] = {}

@@ -64,7 +64,7 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
         con.execute(
             "INSERT INTO answers SELECT 'ans-' || m || '-' || q.question_id || '-' || t, 'fp-' || m, 'synth', q.question_id,"
             " t, 'Answer of model ' || m || ' to ' || q.question_id || ' turn ' || t || repeat(' words', (m * 7 + t) % 40),"
-            " 10, 20, 'stop', 0.1, '{}', 'run-1', TIMESTAMP '2025-01-01 10:01:00'"
+            " 10, 20, 'stop', 0.1, '{}', 'run-1', TIMESTAMP '2025-01-01 10:01:00', NULL"
             " FROM questions q, range(?) mm(m), range(1, 3) tt(t) WHERE t <= len(q.turns)", [n_models])
         # distinct (question, turn, pair) battles, a hash-ordered sample of all of them
         con.execute(

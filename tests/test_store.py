@@ -21,13 +21,17 @@ EXPECTED_SCHEMA = {
     "runs": ["run_id VARCHAR", "suite_name VARCHAR", "config_json VARCHAR", "harness_version VARCHAR",
              "git_sha VARCHAR", "host VARCHAR", "pid INTEGER", "status VARCHAR", "started_at TIMESTAMP",
              "finished_at TIMESTAMP", "wall_s DOUBLE", "n_planned INTEGER", "n_cached INTEGER",
-             "n_generated INTEGER", "n_failed INTEGER", "error VARCHAR"],
+             "n_generated INTEGER", "n_failed INTEGER", "error VARCHAR",
+             # 007
+             "n_judge_calls INTEGER", "n_judge_cached INTEGER", "n_judge_failed INTEGER"],
     "questions": ["set_name VARCHAR", "question_id VARCHAR", "category VARCHAR", "turns VARCHAR[]",
                   "reference_answers VARCHAR[]", "tags VARCHAR[]", "content_hash VARCHAR"],
     "answers": ["answer_id VARCHAR", "model_fingerprint VARCHAR", "set_name VARCHAR",
                 "question_id VARCHAR", "turn INTEGER", "text VARCHAR", "prompt_tokens INTEGER",
                 "completion_tokens INTEGER", "finish_reason VARCHAR", "latency_s DOUBLE",
-                "params_json VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP"],
+                "params_json VARCHAR", "run_id VARCHAR", "created_at TIMESTAMP",
+                # 007
+                "original_json VARCHAR"],
     "generation_failures": ["run_id VARCHAR", "model_fingerprint VARCHAR", "set_name VARCHAR",
                             "question_id VARCHAR", "turn INTEGER", "error VARCHAR", "created_at TIMESTAMP"],
     # 002
@@ -79,6 +83,11 @@ EXPECTED_SCHEMA = {
     "judge_eval_run_items": ["eval_run_id VARCHAR", "item_key VARCHAR"],
     "judge_eval_metrics": ["eval_run_id VARCHAR", "metric VARCHAR", "value DOUBLE", "numerator INTEGER",
                            "denominator INTEGER", "n INTEGER", "ci_low DOUBLE", "ci_high DOUBLE", "level DOUBLE"],
+    # 007
+    "judge_failures": ["call_id VARCHAR", "judge_name VARCHAR", "judge_fingerprint VARCHAR", "set_name VARCHAR",
+                       "question_id VARCHAR", "turn INTEGER", "model_a VARCHAR", "model_b VARCHAR", "error VARCHAR",
+                       "run_id VARCHAR", "created_at TIMESTAMP"],
+    "store_settings": ["key VARCHAR", "value VARCHAR"],
 }
 
 

@@ -23,6 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness.cli import browse, judge_eval, read, run, train  # noqa: E402
 from harness.cli.closed import closed_app  # noqa: E402
+from harness.cli.render import line, literal  # noqa: E402
+from harness.redact import redact  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Alignment evaluation harness: generate, judge, rate, train, browse.")
@@ -48,7 +50,9 @@ def main() -> None:
     try:
         app()
     except HarnessError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # The message carries user and stored text (paths, names, values): printed literally, on one
+        # line, with any secret value masked.
+        Console(stderr=True).print(line(("error:", "red"), " ", literal(redact(str(exc)), one_line=True)), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: answers stored so far are kept; run again to resume")

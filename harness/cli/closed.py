@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.text import Text
 
-from harness.cli.render import DbOption, RichProgress, console, render_closed_run
+from harness.cli.render import DbOption, ReadDbOption, RichProgress, console, line, literal, render_closed_run
 from harness.errors import HarnessError
 
 closed_app = typer.Typer(no_args_is_help=True, help="Closed-set benchmarks through lm-evaluation-harness.")
@@ -30,12 +29,12 @@ def closed_samples(task: str = typer.Option(..., "--task", "-t", help="lm-eval t
                    model: str = typer.Option(..., "--model", "-m", help="Model name as in the suite."),
                    limit: Optional[int] = typer.Option(20, help="Documents to show (0: all)."),
                    wrong: bool = typer.Option(False, "--wrong", help="Only documents scored 0."),
-                   db: Path = DbOption) -> None:
+                   db: Path = ReadDbOption) -> None:
     """Per-document rows of a stored closed-set result: prompt, target, response, metrics."""
-    from harness.store import Store
+    from harness.api import open_store
     from harness.store.closed import closed_samples as query, known_tasks
 
-    store = Store(db)
+    store = open_store(db, must_exist=True)
     rows = query(store, task, model, limit or None, only_wrong=wrong)
     if not rows:
         known = ", ".join(f"{t}/{m}" for t, m in known_tasks(store)) or "none"
@@ -43,11 +42,11 @@ def closed_samples(task: str = typer.Option(..., "--task", "-t", help="lm-eval t
                            f" (stored task/model pairs: {known})")
     for row in rows:
         metrics = ", ".join(f"{k}={v:g}" for k, v in row["metrics"].items())
-        console.rule(f"{task} doc {row['doc_id']} · filter {row['filter']} · {metrics}")
-        console.print(row["prompt"], markup=False, highlight=False)
+        console.rule(literal(f"{task} doc {row['doc_id']} · filter {row['filter']} · {metrics}"))
+        console.print(literal(row["prompt"]))
         for label, value in (("target", row["target"]), ("response", _short(row["responses"])),
                              ("filtered", row["filtered_response"])):
-            console.print(Text.assemble((f"{label}: ", "bold"), str(value)), highlight=False)
+            console.print(line((f"{label}: ", "bold"), value))
 
 
 def _short(responses: list[str]) -> str:

@@ -8,13 +8,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from harness.cli.render import DbOption, console
+from harness.cli.render import ReadDbOption, console, line, literal
 from harness.errors import HarnessError
 
 db_app = typer.Typer(no_args_is_help=True, help="Inspect the DuckDB store.")
 
 
-def models(db: Path = DbOption) -> None:
+def models(db: Path = ReadDbOption) -> None:
     """The model catalog (real models shipped on PyPI) and the models already in the store."""
     from harness.models.catalog import CATALOG, catalog_status
 
@@ -25,15 +25,15 @@ def models(db: Path = DbOption) -> None:
         table.add_row(name, catalog_status(name), entry.description)
     console.print(table)
     if db.exists():
-        from harness.store import Store
+        from harness.api import open_store
         from harness.store.training import stored_models
 
-        rows = stored_models(Store(db))
-        stored = Table(title=f"models in {db}")
+        rows = stored_models(open_store(db, must_exist=True))
+        stored = Table(title=literal(f"models in {db}"))
         for col in ("name", "backend", "source", "fingerprint", "last used"):
             stored.add_column(col)
         for row in rows:
-            stored.add_row(*(str(v) for v in row))
+            stored.add_row(*(literal(v) for v in row))
         console.print(stored)
 
 
@@ -47,42 +47,41 @@ def sets() -> None:
     for name, path in builtin_sets().items():
         questions = load_jsonl(path, name)
         cats = sorted({q.category for q in questions})
-        table.add_row(name, str(len(questions)), str(sum(len(q.turns) for q in questions)), ", ".join(cats))
+        table.add_row(literal(name), str(len(questions)), str(sum(len(q.turns) for q in questions)),
+                      literal(", ".join(cats)))
     console.print(table)
 
 
 def answers(model: str = typer.Option(..., "--model", "-m", help="Model name as in the suite."),
             set_name: Optional[str] = typer.Option(None, "--set", "-s", help="Only this set."),
-            db: Path = DbOption) -> None:
+            db: Path = ReadDbOption) -> None:
     """Show a model's stored answers."""
-    from harness.store import Store
+    from harness.api import open_store
     from harness.store.queries import answers_for
 
-    rows = answers_for(Store(db), model, set_name)
+    rows = answers_for(open_store(db, must_exist=True), model, set_name)
     if not rows:
         raise HarnessError(f"{db}: no answers for model '{model}'" + (f" in set '{set_name}'" if set_name else ""))
     for row in rows:
-        console.rule(f"{row['set_name']}/{row['question_id']} [{row['category']}] turn {row['turn']}")
-        console.print(f"[bold]Q:[/bold] {row['prompt']}")
-        console.print("A: " + row["text"], markup=False, highlight=False)
-        console.print(f"[dim]{row['completion_tokens']} tokens · {row['finish_reason']}[/dim]")
+        console.rule(literal(f"{row['set_name']}/{row['question_id']} [{row['category']}] turn {row['turn']}"))
+        console.print(line(("Q:", "bold"), " ", row["prompt"]))
+        console.print(line("A: ", row["text"]))
+        console.print(literal(f"{row['completion_tokens']} tokens · {row['finish_reason']}", "dim"))
 
 
 @db_app.command("info")
-def db_info(db: Path = DbOption) -> None:
+def db_info(db: Path = ReadDbOption) -> None:
     """Schema version, row counts and recent runs."""
-    from harness.store import Store
+    from harness.api import open_store
     from harness.store.queries import recent_runs, schema_version, table_counts
 
-    if not db.exists():
-        raise HarnessError(f"{db}: no such database: run 'harness run quickstart' first or pass --db")
-    store = Store(db)
-    console.print(f"{db} · schema version {schema_version(store)}")
+    store = open_store(db, must_exist=True)
+    console.print(literal(f"{db} · schema version {schema_version(store)}"))
     counts = Table(title="rows")
     counts.add_column("table")
     counts.add_column("rows", justify="right")
     for table, n in table_counts(store).items():
-        counts.add_row(table, str(n))
+        counts.add_row(literal(table), str(n))
     console.print(counts)
     runs = recent_runs(store)
     if runs:
@@ -90,5 +89,5 @@ def db_info(db: Path = DbOption) -> None:
         for col in runs[0]:
             table.add_column(col)
         for r in runs:
-            table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()))
+            table.add_row(*(literal(f"{v:.1f}" if isinstance(v, float) else v) for v in r.values()))
         console.print(table)

@@ -1,21 +1,54 @@
-"""What every command shares: the console, the `--db` option, the progress bar, and the renderers
-of results more than one command prints (leaderboard, judge reliability, closed-set scores).
+"""What every command shares: the console, the `--db` option, the progress bar, `literal` (how
+stored or user-supplied text is printed) and the renderers of results more than one command prints
+(leaderboard, judge reliability, closed-set scores).
 
-Renderers take already computed rows and only print; nothing here touches the store.
+Renderers take already computed rows and only print; nothing here touches the store. Text that came
+from the store, a data file or the command line is only ever printed through `literal`/`line`:
+rich would otherwise read `[/INST]` in a question as markup (and crash), and a model's answer could
+send the terminal escape sequences.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from harness.store import DEFAULT_DB
 
 console = Console()
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI on some terminals), bidi overrides
+# (they reorder what the reader sees) and lone surrogates (not encodable: printing one would crash).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_LINE = re.compile(_UNSAFE.pattern[:-1] + "\n]")
+
+
+def _visible(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def literal(text: object, style: str = "", one_line: bool = False) -> Text:
+    """`text` as it is stored, safe on a terminal: never read as markup, and every control
+    character but newline and tab (newline too with one_line) shown as a visible escape (\\x1b)."""
+    return Text((_UNSAFE_LINE if one_line else _UNSAFE).sub(_visible, str(text)), style=style)
+
+
+def line(*parts: object) -> Text:
+    """One printable text of literal parts; a (text, style) pair is styled, e.g.
+    line(("Q: ", "bold"), prompt); a Text (already literal) is kept as it is."""
+    return Text.assemble(*(p if isinstance(p, Text) else literal(*p) if isinstance(p, tuple) else literal(p)
+                           for p in parts))
+
+
+def say(*parts: object, **print_options) -> None:
+    """Print line(*parts)."""
+    console.print(line(*parts), **print_options)
 
 
 def db_option(help: str = "DuckDB file (created if missing).") -> Path:
@@ -25,6 +58,7 @@ def db_option(help: str = "DuckDB file (created if missing).") -> Path:
 
 DbOption = db_option()
 ReadOnlyDbOption = db_option("DuckDB file to browse (opened read-only).")
+ReadDbOption = db_option("DuckDB file to read (written only to migrate one from an older harness).")
 
 
 class RichProgress:
@@ -56,19 +90,19 @@ def render_leaderboard(rows, suite_name: str, level: float | None, rounds: int, 
         console.print("no parsed verdicts yet: nothing to rate")
         return
     columns = sorted({(r.judge_name, r.dimension, r.method) for r in rows if r.method != "mean_grade"})
-    table = Table(title=f"leaderboard · {suite_name} · {int(level * 100) if level else ''}% "
-                        f"bootstrap CIs ({rounds} rounds, merge: {merge})")
+    table = Table(title=literal(f"leaderboard · {suite_name} · {int(level * 100) if level else ''}% "
+                                f"bootstrap CIs ({rounds} rounds, merge: {merge})"))
     table.add_column("model")
     table.add_column("battles", justify="right")
     for judge, dimension, method in columns:
-        table.add_column(f"{judge}\n{dimension} {method.upper()}", justify="right")
+        table.add_column(literal(f"{judge}\n{dimension} {method.upper()}"), justify="right")
     by_key = {(r.judge_name, r.dimension, r.method, r.model): r for r in rows}
     models = sorted({r.model for r in rows}, key=lambda m: -max(
         (r.rating for r in rows if r.model == m and r.method == "bt"), default=0))
     for model in models:
         cells = [_cell(by_key.get((judge, dimension, method, model))) for judge, dimension, method in columns]
         battles = max((r.battles for r in rows if r.model == model and r.method == "bt"), default=0)
-        table.add_row(model, str(battles), *cells)
+        table.add_row(literal(model), str(battles), *cells)
     console.print(table)
 
 
@@ -85,12 +119,12 @@ def render_board(board) -> None:
     cfg = board.suite.ratings
     render_leaderboard(board.rows, board.suite.name, cfg.level, cfg.bootstrap_rounds, cfg.merge)
     if board.models_not_in_suite:
-        console.print(f"also on this board, judged earlier by the same judges on the same sets: "
-                      f"{', '.join(board.models_not_in_suite)}", highlight=False)
+        say("also on this board, judged earlier by the same judges on the same sets: ",
+            ", ".join(board.models_not_in_suite))
     for name, rel in board.reliability.items():
-        console.print(f"judge {name} reliability: {_reliability(rel)}", highlight=False)
+        say(f"judge {name} reliability: {_reliability(rel)}")
         for note in rel.explain():
-            console.print(f"  [yellow]caution:[/yellow] {note}", highlight=False)
+            say(("  caution:", "yellow"), f" {note}")
 
 
 def render_closed_run(summary, scores: list[dict], suite_name: str) -> None:
@@ -99,7 +133,7 @@ def render_closed_run(summary, scores: list[dict], suite_name: str) -> None:
     console.print(f"closed-set: {len(ran)} task runs made, {summary.n_cached} from cache"
                   + (f" · {summary.wall_s:.1f} s" if ran else ""))
     for r in ran:
-        console.print(f"[dim]reproduce {r.model}/{r.task}: {r.cli}[/dim]", highlight=False, soft_wrap=True)
+        say((f"reproduce {r.model}/{r.task}: {r.cli}", "dim"), soft_wrap=True)
     render_closed_scores(scores, suite_name)
 
 
@@ -109,10 +143,10 @@ def render_closed_scores(rows: list[dict], suite_name: str) -> None:
     if not rows:
         return
     columns = sorted({(r["task"], r["metric"], r["filter"]) for r in rows})
-    table = Table(title=f"closed-set (lm-eval) · {suite_name} · value ± stderr")
+    table = Table(title=literal(f"closed-set (lm-eval) · {suite_name} · value ± stderr"))
     table.add_column("model")
     for task, metric, filt in columns:
-        table.add_column(f"{task}\n{metric}" + ("" if filt == "none" else f" ({filt})"), justify="right")
+        table.add_column(literal(f"{task}\n{metric}" + ("" if filt == "none" else f" ({filt})")), justify="right")
     by_key = {(r["task"], r["metric"], r["filter"], r["model"]): r for r in rows}
     for model in sorted({r["model"] for r in rows}):
         cells = []
@@ -121,7 +155,7 @@ def render_closed_scores(rows: list[dict], suite_name: str) -> None:
             cells.append("-" if r is None or r["value"] is None else
                          f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if r["stderr"] is not None else "")
                          + f" (n={r['n_samples']})")
-        table.add_row(model, *cells)
+        table.add_row(literal(model), *cells)
     console.print(table)
 
 

@@ -7,23 +7,38 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from harness.cli.render import DbOption, RichProgress, console, render_board, render_closed_run
+from harness.cli.render import (DbOption, RichProgress, console, db_option, literal, render_board, render_closed_run,
+                                 say)
 
 
 def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name (quickstart)."),
-        db: Path = DbOption) -> None:
-    """Generate every missing answer of a suite, judge and rate them, run its closed-set tasks."""
+        db: Path = DbOption,
+        stages: str = typer.Option("generate,judge,rate,closed", "--stages",
+                                   help="Comma-separated stages to run, in this order: generate, judge, rate, closed.")
+        ) -> None:
+    """Generate every missing answer of a suite, judge and rate them, run its closed-set tasks.
+    Exit 0: everything is stored; 1: some calls failed (run again to retry them); 2: bad input."""
     from harness import api
 
-    api.run(suite, db, progress=RichProgress(), on_stage=_render_stage)
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    report = api.run(suite, db, stages=chosen, progress=RichProgress(), on_stage=_render_stage)
+    if not report.complete:  # exit 1: finished, but some calls failed; a rerun retries exactly those
+        failed = ", ".join(f"{n} {what}" for what, n in report.failures().items() if n)
+        say(f"incomplete: {failed} failed and are not stored: run the same command again to retry them")
+        raise typer.Exit(1)
 
 
 def ratings(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
-            db: Path = DbOption) -> None:
+            db: Path = db_option("DuckDB file holding the suite's judgments (must exist)."),
+            save: bool = typer.Option(True, "--save/--no-save",
+                                      help="Store the board (skipped with a note when the file is read-only).")) -> None:
     """Recompute ratings from the stored judgments and print the leaderboard."""
     from harness import api
 
-    render_board(api.rate(suite, api.open_store(db, must_exist=True)))
+    board = api.rate(suite, api.open_store(db, must_exist=True), save=save)
+    render_board(board)
+    if board.not_saved:
+        say(("note:", "yellow"), f" the board was not stored: {board.not_saved}", soft_wrap=True)
 
 
 def _render_stage(stage: str, report) -> None:
@@ -31,8 +46,8 @@ def _render_stage(stage: str, report) -> None:
         _render_generation(report.generation)
     elif stage == "judge":
         for j in report.judging.judges:
-            console.print(f"judge {j.name}: {j.planned} calls, {j.cached} from cache, {j.judged} made, "
-                          f"{j.unparsed} unparsed")
+            say(f"judge {j.name}: {j.planned} calls, {j.cached} from cache, {j.judged} made, "
+                f"{j.unparsed} unparsed, {j.failed} failed")
     elif stage == "rate":
         render_board(report.board)
     elif stage == "closed":
@@ -40,13 +55,13 @@ def _render_stage(stage: str, report) -> None:
 
 
 def _render_generation(summary) -> None:
-    table = Table(title=f"suite {summary.suite_name} · run {summary.run_id} · {summary.wall_s:.1f} s")
+    table = Table(title=literal(f"suite {summary.suite_name} · run {summary.run_id} · {summary.wall_s:.1f} s"))
     for col in ("model", "answers", "cached", "generated", "failed", "tokens", "tok/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for m in summary.models:
-        table.add_row(m.name, str(m.planned), str(m.cached), str(m.generated), str(m.failed),
+        table.add_row(literal(m.name), str(m.planned), str(m.cached), str(m.generated), str(m.failed),
                       str(m.completion_tokens), f"{m.tokens_per_s:.1f}")
     console.print(table)
     totals = summary.totals()
-    console.print(f"{totals['generated']} answers generated, {totals['cached']} from cache, "
-                  f"{totals['failed']} failed · stored in {summary.db_path}")
+    say(f"{totals['generated']} answers generated, {totals['cached']} from cache, "
+        f"{totals['failed']} failed · stored in {summary.db_path}")

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from harness.cli.render import RichProgress, console, db_option
+from harness.cli.render import RichProgress, console, db_option, line, literal, say
 
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a model (TRL + peft), register it with its lineage, "
                                                    "optionally evaluate it against its parent.")
@@ -67,25 +67,25 @@ def _fmt(values: list[float]) -> str:
 
 
 def _render_training(result) -> None:
-    console.print(f"[bold]{result.name}[/bold] ← {result.parent} · {result.method} · {result.data_rows} rows · "
-                  f"{result.steps} steps · {result.s_per_step:.2f} s/step · wall {result.wall_s:.1f} s · "
-                  f"peak RSS {result.peak_rss_mb:.0f} MB")
-    console.print(f"loss {_fmt(result.curve('loss'))}")
+    say((result.name, "bold"), f" ← {result.parent} · {result.method} · {result.data_rows} rows · "
+        f"{result.steps} steps · {result.s_per_step:.2f} s/step · wall {result.wall_s:.1f} s · "
+        f"peak RSS {result.peak_rss_mb:.0f} MB")
+    say(f"loss {_fmt(result.curve('loss'))}")
     if result.method == "dpo":
-        console.print(f"rewards/accuracies {_fmt(result.curve('rewards/accuracies'))} · "
-                      f"rewards/margins {_fmt(result.curve('rewards/margins'))}")
-    console.print(f"saved: {result.adapter_path or ''} {result.merged_path or ''}".rstrip())
+        say(f"rewards/accuracies {_fmt(result.curve('rewards/accuracies'))} · "
+            f"rewards/margins {_fmt(result.curve('rewards/margins'))}")
+    say(f"saved: {result.adapter_path or ''} {result.merged_path or ''}".rstrip())
 
 
 def _render_eval(report) -> None:
     if report.ratings:
         _render_ratings(report)
-    table = Table(title=f"{report.model} vs parent {report.parent} · suite {report.suite.name}")
+    table = Table(title=literal(f"{report.model} vs parent {report.parent} · suite {report.suite.name}"))
     for col in ("judge", "dimension / task", "method", "delta", "CI", "battles / n"):
         table.add_column(col, justify="right" if col in ("delta", "CI", "battles / n") else "left")
     for c in report.comparisons:
         ci = f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}]" if c.ci_low is not None else "-"
-        table.add_row(c.judge_name, c.dimension, c.method, f"{c.delta:+.3g}", ci, str(c.battles))
+        table.add_row(literal(c.judge_name), literal(c.dimension), c.method, f"{c.delta:+.3g}", ci, str(c.battles))
     console.print(table if report.comparisons else "no judged battles or closed-set results to compare yet")
 
 
@@ -93,15 +93,15 @@ def _render_ratings(report) -> None:
     """Bradley–Terry only, models by name: the trained model and its parent side by side."""
     rows = [r for r in report.ratings if r.method == "bt"]
     columns = sorted({(r.judge_name, r.dimension) for r in rows})
-    table = Table(title=f"leaderboard · {report.suite.name} · Bradley–Terry, "
-                        f"{int(report.suite.ratings.level * 100)}% bootstrap CIs")
+    table = Table(title=literal(f"leaderboard · {report.suite.name} · Bradley–Terry, "
+                                f"{int(report.suite.ratings.level * 100)}% bootstrap CIs"))
     table.add_column("model")
     for judge, dimension in columns:
-        table.add_column(f"{judge}\n{dimension}", justify="right")
+        table.add_column(literal(f"{judge}\n{dimension}"), justify="right")
     by_key = {(r.judge_name, r.dimension, r.model): r for r in rows}
     for model in sorted({r.model for r in rows}):
         cells = [by_key.get((j, d, model)) for j, d in columns]
-        table.add_row(model, *(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-" for r in cells))
+        table.add_row(literal(model), *(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-" for r in cells))
     console.print(table)
 
 
@@ -116,16 +116,16 @@ def _add_children(tree: Tree, node, highlight: str) -> None:
         branch = tree.add(_label(child, highlight))
         for c in child.comparisons:
             ci = f" [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None else ""
-            branch.add(f"[dim]vs {c['parent']} · {c['suite_name']} · {c['judge_name']}/{c['dimension']} "
-                       f"{c['method']}: {c['delta']:+.3g}{ci}[/dim]")
+            branch.add(literal(f"vs {c['parent']} · {c['suite_name']} · {c['judge_name']}/{c['dimension']} "
+                               f"{c['method']}: {c['delta']:+.3g}{ci}", style="dim"))
         _add_children(branch, child, highlight)
 
 
-def _label(node, highlight: str) -> str:
-    name = f"[bold]{node.name}[/bold]" if node.name == highlight else node.name
+def _label(node, highlight: str):
+    name = (node.name, "bold" if node.name == highlight else "")
     row = node.row
     if row is None:
-        return name
+        return line(name)
     steps = row["steps"] or 0
-    return (f"{name} · {row['method']}/{row['finetune']} · {row['data_rows']} rows ({row['data_hash'][:8]}) · "
-            f"{steps} steps · {row['wall_s']:.0f} s · peak {row['peak_rss_mb']:.0f} MB · loss {_fmt(node.losses)}")
+    return line(name, f" · {row['method']}/{row['finetune']} · {row['data_rows']} rows ({row['data_hash'][:8]}) · "
+                f"{steps} steps · {row['wall_s']:.0f} s · peak {row['peak_rss_mb']:.0f} MB · loss {_fmt(node.losses)}")

@@ -45,7 +45,11 @@ class GenerationParams(BaseModel):
 
 @dataclass
 class Completion:
-    """One generated turn, or a failure (`error` set, `text` empty) after the backend gave up."""
+    """One generated turn, or a failure (`error` set, `text` empty) after the backend gave up.
+
+    Text is made storable on the way in (harness.text): whatever a backend hands over, `text` can be
+    hashed and stored, and `original_json` keeps the exact original when something was replaced.
+    """
 
     text: str
     prompt_tokens: int = 0
@@ -53,6 +57,16 @@ class Completion:
     finish_reason: str = "stop"
     latency_s: float = 0.0
     error: str | None = None
+    original_json: str | None = None
+
+    def __post_init__(self) -> None:
+        from harness.text import original_json, storable
+
+        if self.original_json is None:
+            self.original_json = original_json(self.text)
+        self.text = storable(self.text)
+        if self.error is not None:
+            self.error = storable(self.error)
 
     @property
     def ok(self) -> bool:
@@ -98,7 +112,8 @@ class ChoiceScorer(Protocol):
 def stable_hash(obj: Any) -> str:
     """sha256 of canonical JSON: the one hashing rule for every cache key in the store."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    # surrogatepass: a lone surrogate hashes instead of raising; every other text hashes as before.
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --- registry -------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Used directly for any endpoint (OpenAI, a vLLM or `transformers serve` server, a proxy) and by the
 vllm backend once its server is up. The API key is read from the environment at call time and kept
-only in the client object: it is never part of a fingerprint, a config dump or a log line.
+only in the client object: it is never part of a fingerprint, a config dump or a log line. Every
+error text made here names the replica that failed, is one short line, and goes through
+`harness.redact.redact`, so a server that echoes the key back cannot put it into a stored row.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigError
 from harness.models.base import Completion, Conversation, GenerationParams, stable_hash
+from harness.redact import redact, register_secret
 
 # Status codes worth another try: rate limits, server errors, and gateway timeouts.
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_ERROR_CHARS = 300  # a stored error text: enough for a server's message, never a whole page
 
 
 class MalformedResponse(Exception):
@@ -45,7 +49,50 @@ def api_key_from_env(var: str | None, model_name: str) -> str:
     key = os.environ.get(var)
     if not key:
         raise ConfigError(f"model '{model_name}': api_key_env names ${var}, which is not set: export it")
+    register_secret(key)  # from now on redact() masks it, whatever the variable is called
     return key
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` redacted, on one line, at most `limit` characters. Redacted before it is cut, so a
+    cut can never leave part of a key unmasked."""
+    text = " ".join((redact(text) or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from (bounded: exception chains can loop)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def status_error_text(url: str, exc) -> str:
+    """An HTTP error reply as one line naming the URL asked; a 404 on a base_url without /v1 says so."""
+    request = getattr(exc, "request", None)
+    asked = str(request.url) if request is not None else url
+    code = exc.status_code
+    base = url.rstrip("/")
+    if code == 404 and not base.endswith("/v1"):
+        return one_line(f"HTTP 404 from {asked}: base_url usually ends in /v1 (try {base}/v1)")
+    response = getattr(exc, "response", None)
+    body = response.text if response is not None else str(exc)
+    return one_line(f"HTTP {code} from {asked}: {body.strip() or 'empty body'}")
+
+
+def connection_error_text(url: str, exc, timeout_s: float) -> str:
+    """A request that got no HTTP reply, as one line naming the replica."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return one_line(f"{url}: no reply within {timeout_s:g} s (timeout_s)")
+    chain = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) or "refused" in str(e).lower() for e in chain):
+        return one_line(f"{url}: connection refused (is the server running?)")
+    cause = next((e for e in reversed(chain) if str(e)), exc)
+    return one_line(f"{url}: cannot connect ({type(cause).__name__}: {cause}): check the host and port")
 
 
 def _being_cancelled() -> bool:
@@ -64,6 +111,10 @@ class OpenAIBackend:
             timeout_s=spec.timeout_s,
             max_retries=spec.max_retries,
         )
+        if not self.settings.base_urls:
+            raise ConfigError(f"model '{getattr(spec, 'name', spec)}': base_url is an empty list:"
+                              " give the endpoint URL (e.g. http://127.0.0.1:8000/v1) or a list of replicas")
+        register_secret(self.settings.api_key)
         self.stats = {"requests": 0, "retries": 0, "failures": 0}
         # Enough per call to keep every slot busy; each chunk is one committed resume point.
         self.chunk_size = self.settings.max_concurrency * 4
@@ -85,10 +136,10 @@ class OpenAIBackend:
         s = self.settings
         # max_retries=0: retries are ours, so they are counted, jittered and spread over replicas.
         clients = [
-            openai.AsyncOpenAI(base_url=url, api_key=s.api_key, max_retries=0, timeout=s.timeout_s)
+            (url, openai.AsyncOpenAI(base_url=url, api_key=s.api_key, max_retries=0, timeout=s.timeout_s))
             for url in s.base_urls
         ]
-        replicas = itertools.cycle(clients)
+        replicas = itertools.cycle(clients)  # (url, client): errors name the replica that failed
         gate = asyncio.Semaphore(s.max_concurrency)
 
         async def one(conv: Conversation) -> Completion:
@@ -98,7 +149,7 @@ class OpenAIBackend:
         try:
             return list(await asyncio.gather(*(one(c) for c in conversations)))
         finally:
-            for client in clients:
+            for _, client in clients:
                 await client.close()
 
     async def _request_with_retries(self, replicas, conv: Conversation, params: GenerationParams):
@@ -112,18 +163,19 @@ class OpenAIBackend:
                 delay = min(s.backoff_cap_s, s.backoff_base_s * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             self.stats["requests"] += 1
+            url, client = next(replicas)
             try:
-                return await self._request(next(replicas), conv, params)
+                return await self._request(client, conv, params)
             except openai.APIStatusError as exc:
-                last_error = f"HTTP {exc.status_code}: {str(exc)[:200]}"
+                last_error = status_error_text(url, exc)
                 if exc.status_code not in RETRY_STATUS:
                     break  # a 400/401/404 will not get better by asking again
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 if _being_cancelled():  # Ctrl-C cancels our tasks; the client reports it as a
                     raise asyncio.CancelledError from exc  # connection error, which is not to retry
-                last_error = f"{type(exc).__name__}: {exc}"
+                last_error = connection_error_text(url, exc, s.timeout_s)
             except (MalformedResponse, openai.APIResponseValidationError, ValueError) as exc:
-                last_error = f"malformed response: {str(exc)[:200]}"
+                last_error = one_line(f"{url}: malformed response: {exc}")
         self.stats["failures"] += 1
         return Completion(text="", finish_reason="error", error=last_error)
 

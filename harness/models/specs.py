@@ -8,8 +8,36 @@ spec class subclasses `ModelSpecBase` and sets `backend: Literal["its-kind"]`.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+# The pydantic error type of a message that already says what is wrong and how to fix it:
+# harness.config prints it as it is, after the file and the field.
+FIELD_RULE = "field_rule"
+
+
+def rule_error(message: str) -> PydanticCustomError:
+    """A field error shown as `file: field: message` (message: one line, with the fix)."""
+    return PydanticCustomError(FIELD_RULE, "{message}", {"message": message})
+
+
+def endpoint_url_problem(url: object) -> str | None:
+    """Why `url` cannot be an OpenAI-compatible endpoint (one line with the fix), or None."""
+    example = "http://127.0.0.1:8000/v1"
+    if not isinstance(url, str) or not url.strip():
+        return f"{url!r} is not a URL: write the endpoint as http(s)://host[:port]/v1 (e.g. {example})"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number in 0..65535
+    except ValueError:
+        return f"{url!r} is not a valid URL: write it as http(s)://host[:port]/v1 (e.g. {example})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        guess = url if "://" in url else f"http://{url}"
+        hint = f"try {guess!r}" if urlsplit(guess).scheme in ("http", "https") else f"e.g. {example}"
+        return f"{url!r} is not an http(s) URL: write it as http(s)://host[:port]/v1 ({hint})"
+    return None
 
 
 class ModelSpecBase(BaseModel):
@@ -51,7 +79,7 @@ class OpenAIModelSpec(ModelSpecBase):
     backend: Literal["openai"] = "openai"
     """Requests go through the `openai` client."""
     base_url: str | list[str]
-    """Endpoint URL ending in /v1, or a list of replicas that requests are spread over."""
+    """Endpoint URL, http(s)://host[:port]/v1, or a list of replicas that requests are spread over."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (the key itself is never stored)."""
     revision: str = ""
@@ -62,6 +90,19 @@ class OpenAIModelSpec(ModelSpecBase):
     """Per-request timeout."""
     max_retries: int = Field(5, ge=0)
     """Retries on 429/5xx/timeouts/malformed replies, with jittered exponential backoff."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise rule_error("an empty list names no endpoint: give its URL (e.g. http://127.0.0.1:8000/v1)"
+                             " or a list of replicas")
+        for url in urls:
+            problem = endpoint_url_problem(url)
+            if problem:
+                raise rule_error(problem)
+        return value
 
 
 class VLLMModelSpec(ModelSpecBase):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import DataError
+from harness.text import storable
 from judges.jsonl import read_jsonl  # re-exported: the one JSONL reader (see judges/jsonl.py)
 
 BUILTIN_DIR = Path(__file__).parent / "data"
@@ -23,6 +24,13 @@ class Question:
     turns: tuple[str, ...]
     references: tuple[str, ...] = ()  # one per turn where given (math, reasoning, coding)
     tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Data files are outside text too: a lone surrogate in a JSONL line must not stop a suite.
+        for name in ("question_id", "category"):
+            object.__setattr__(self, name, storable(getattr(self, name)))
+        for name in ("turns", "references", "tags"):
+            object.__setattr__(self, name, tuple(storable(t) for t in getattr(self, name)))
 
 
 def builtin_sets() -> dict[str, Path]:

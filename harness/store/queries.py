@@ -14,8 +14,10 @@ from typing import Iterable
 import duckdb
 
 from harness.models.base import stable_hash
+from harness.redact import redact
 from harness.sets import Question
 from harness.store import Store
+from harness.text import storable
 
 
 def now() -> datetime:
@@ -78,23 +80,32 @@ def _pid_alive(pid: int) -> bool:
 
 
 def finish_run(con, run_id: str, status: str, counts: dict, wall_s: float, error: str | None = None):
+    """counts: planned, cached, generated, failed (answers); judge_calls, judge_cached, judge_failed
+    (optional: generation-only and closed-set runs leave them 0)."""
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, n_planned = ?, n_cached = ?,"
-        " n_generated = ?, n_failed = ?, error = ? WHERE run_id = ?",
-        [status, now(), wall_s, counts["planned"], counts["cached"], counts["generated"],
-         counts["failed"], error, run_id],
+        " n_generated = ?, n_failed = ?, n_judge_calls = ?, n_judge_cached = ?, n_judge_failed = ?,"
+        " error = ? WHERE run_id = ?",
+        [status, now(), wall_s, counts["planned"], counts["cached"], counts["generated"], counts["failed"],
+         counts.get("judge_calls", 0), counts.get("judge_cached", 0), counts.get("judge_failed", 0),
+         error_text(error), run_id],
     )
+
+
+def error_text(error: str | None) -> str | None:
+    """Every error the store keeps passes here: no secret value, nothing DuckDB cannot store."""
+    return None if error is None else storable(redact(error))
 
 
 def insert_answers(con, rows: list[tuple]) -> None:
     """rows: (answer_id, fingerprint, set, question, turn, text, prompt_tokens, completion_tokens,
-    finish_reason, latency_s, params_json, run_id). A key already present is left as it is."""
+    finish_reason, latency_s, params_json, run_id, original_json). A key already present is left as it is."""
     if not rows:
         return
     con.executemany(
         "INSERT INTO answers (answer_id, model_fingerprint, set_name, question_id, turn, text,"
-        " prompt_tokens, completion_tokens, finish_reason, latency_s, params_json, run_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING",
+        " prompt_tokens, completion_tokens, finish_reason, latency_s, params_json, run_id, original_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING",
         rows,
     )
 
@@ -106,8 +117,25 @@ def insert_failures(con, rows: list[tuple]) -> None:
     con.executemany(
         "INSERT INTO generation_failures (run_id, model_fingerprint, set_name, question_id, turn, error)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
+        [(*row[:-1], error_text(row[-1])) for row in rows],
     )
+
+
+def insert_judge_failures(con, rows: list[tuple]) -> None:
+    """rows: (call_id, judge_name, judge_fingerprint, set, question, turn, model_a, model_b, error, run_id).
+    A failed call has no judgments row, so the next run's cache check plans it again."""
+    if not rows:
+        return
+    con.executemany(
+        "INSERT INTO judge_failures (call_id, judge_name, judge_fingerprint, set_name, question_id, turn,"
+        " model_a, model_b, error, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row[:8], error_text(row[8]), row[9]) for row in rows],
+    )
+
+
+def verdict_tag_salt(con) -> str:
+    """The store's secret for verdict tags (judges.parse.verdict_tag), made by migration 007."""
+    return con.execute("SELECT value FROM store_settings WHERE key = 'verdict_tag_salt'").fetchone()[0]
 
 
 JUDGMENT_COLUMNS = ("judgment_id, call_id, judge_name, judge_fingerprint, kind, set_name, question_id, turn,"
