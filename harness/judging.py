@@ -8,6 +8,7 @@ judges only the pairs it is in.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from harness.runner import Progress, _Silent, load_questions, stored_conversatio
 from harness.sets import Question
 from harness.store import Store
 from harness.store import queries as q
+from harness.store.writer import RowWriter
+from harness.streaming import drain
 from harness.errors import BackendError
-from judges.base import Judge, JudgeOutput, PairItem, SingleItem
+from judges.base import Judge, JudgeOutput, PairItem, SingleItem, StreamingJudge
 from judges.parse import verdict_tag
 
 
@@ -113,28 +116,41 @@ def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress, 
         done = q.existing_call_ids(con, [c.call_id for c in calls])
     todo = [c for c in calls if c.call_id not in done]
     stats.cached = len(calls) - len(todo)
-    if todo:
-        progress.start(f"judge {judge.name}", len(todo))
-    chunk = judge.chunk_size
-    for start in range(0, len(todo), chunk):
-        batch = todo[start : start + chunk]
-        outputs = judge.judge([c.item for c in batch])
+    if not todo:
+        return
+    task = progress.start(f"judge {judge.name}", len(todo))
+
+    def record(call: _Call, outputs: dict[str, JudgeOutput]) -> str | None:
         # A call the backend could not answer is a failure row, never a judgment: the cache does not
         # count it, so the next run asks again. Its other dimensions are dropped with it, for the same reason.
-        errors = [next((o.error for o in out.values() if o.error), None) for out in outputs]
-        rows = [row for c, out, error in zip(batch, outputs, errors) if error is None
-                for row in _rows(c, out, judge, fingerprint, run_id)]
-        failures = [_failure_row(c, judge, fingerprint, error, run_id) for c, error in zip(batch, errors) if error]
-        with store.write() as con:
-            q.insert_judgments(con, rows)
-            q.insert_judge_failures(con, failures)
-        stats.judged += len(batch) - len(failures)
-        stats.failed += len(failures)
-        stats.unparsed += sum(error is None and not all(o.parsed for o in out.values())
-                              for out, error in zip(outputs, errors))
-        progress.advance(len(batch))
-        if len(failures) == len(batch):
-            raise BackendError(f"judge '{judge.name}': all {len(batch)} calls of a chunk failed: {failures[0][8]}")
+        error = next((o.error for o in outputs.values() if o.error), None)
+        if error is None:
+            writer.put("judgments", list(_rows(call, outputs, judge, fingerprint, run_id)))
+            stats.judged += 1
+            stats.unparsed += not all(o.parsed for o in outputs.values())
+        else:
+            writer.put("judge_failures", [_failure_row(call, judge, fingerprint, error, run_id)])
+            stats.failed += 1
+        progress.advance(1, task)
+        return error
+
+    with RowWriter(store) as writer:
+        if isinstance(judge, StreamingJudge) and judge.streaming:
+            asyncio.run(_stream_judge(judge, todo, record))
+            return
+        for start in range(0, len(todo), judge.chunk_size):
+            batch = todo[start: start + judge.chunk_size]
+            errors = [record(c, out) for c, out in zip(batch, judge.judge([c.item for c in batch]))]
+            if all(errors):
+                raise BackendError(f"judge '{judge.name}': all {len(batch)} calls of a chunk failed: {errors[0]}")
+
+
+async def _stream_judge(judge, todo: list[_Call], record) -> None:
+    try:
+        await drain(todo, lambda c: judge.ajudge(c.item), record, workers=judge.max_concurrency,
+                    give_up_after=judge.chunk_size, who=f"judge '{judge.name}'")
+    finally:
+        await judge.aclose()
 
 
 def _failure_row(call: _Call, judge: Judge, fingerprint: str, error: str, run_id: str) -> tuple:

@@ -7,6 +7,7 @@ and a run killed at any point resumes where its last committed chunk ended.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 import uuid
@@ -17,31 +18,35 @@ from typing import Callable, Iterator, Protocol
 
 import harness
 from harness.config import Suite
-from harness.errors import BackendError
+from harness.errors import BackendError, HarnessError
 from harness.models.base import (
     Conversation,
     GenerationParams,
     Message,
     ModelBackend,
+    StreamingBackend,
     create_backend,
     stable_hash,
 )
 from harness.sets import Question, load_set
 from harness.store import Store
 from harness.store import queries as q
+from harness.store.writer import RowWriter
+from harness.streaming import drain
 
 
 class Progress(Protocol):
-    """How the runner reports progress; the CLI renders it with rich, tests pass nothing."""
+    """How the runner reports progress; the CLI renders it with rich, tests pass nothing.
+    `start` returns a handle for one bar; `advance` without one moves the latest bar."""
 
-    def start(self, label: str, total: int) -> None: ...
-    def advance(self, n: int) -> None: ...
+    def start(self, label: str, total: int) -> object: ...
+    def advance(self, n: int, task: object = None) -> None: ...
     def stop(self) -> None: ...
 
 
 class _Silent:
-    def start(self, label: str, total: int) -> None: ...
-    def advance(self, n: int) -> None: ...
+    def start(self, label: str, total: int) -> object: ...
+    def advance(self, n: int, task: object = None) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -127,15 +132,37 @@ def new_run_id() -> str:
 
 
 def _run_models(suite, store, questions, summary: RunSummary, progress, backends) -> None:
-    for spec in suite.models:
-        given = (backends or {}).get(spec.name)
-        backend = given or create_backend(spec)
-        try:
-            stats = _run_model(spec, backend, suite, questions, store, summary.run_id, progress)
-        finally:
-            if given is None:
+    """Models on streaming backends (API endpoints) generate all at once, each endpoint's limit shared
+    by the models on it; the others (in-process models, servers the harness starts) one at a time.
+    One writer thread commits every model's rows."""
+    made = {spec.name: (backends or {}).get(spec.name) or create_backend(spec) for spec in suite.models}
+    summary.models.extend(ModelStats(name=spec.name) for spec in suite.models)
+    jobs = [_ModelJob(spec, made[spec.name], stats, suite, questions, store, summary.run_id, progress)
+            for spec, stats in zip(suite.models, summary.models)]
+    try:
+        with RowWriter(store) as writer:
+            for job in jobs:
+                if not isinstance(job.backend, StreamingBackend):
+                    job.run_chunked(writer)
+            streaming = [job for job in jobs if isinstance(job.backend, StreamingBackend)]
+            if streaming:
+                asyncio.run(_stream_models(streaming, writer))
+    finally:
+        for name, backend in made.items():
+            if name not in (backends or {}):
                 backend.close()
-        summary.models.append(stats)
+
+
+async def _stream_models(jobs: list["_ModelJob"], writer: RowWriter) -> None:
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(job.run_streaming(writer))
+    except* HarnessError as errors:
+        raise errors.exceptions[0] from None
+    finally:
+        for job in jobs:
+            await job.backend.aclose()
 
 
 @contextmanager
@@ -164,25 +191,90 @@ def recorded_run(store: Store, run_id: str, suite: Suite, progress, totals: Call
             q.finish_run(con, run_id, record["status"], totals(), record["wall_s"], record["error"])
 
 
-def _run_model(spec, backend, suite, questions, store, run_id, progress) -> ModelStats:
-    fingerprint = backend.fingerprint()
-    stats = ModelStats(name=spec.name, fingerprint=fingerprint)
-    with store.write() as con:
-        q.upsert_model(con, spec.name, fingerprint, spec.backend, spec.model, spec.model_dump_json())
-    # Turn-1 answers of every question first, then turn 2 (which needs them), and so on.
-    history: dict[tuple[str, str], list[str]] = {}  # (set, question) -> this model's answers so far
-    max_turns = max(len(question.turns) for question in questions)
-    for turn in range(1, max_turns + 1):
-        pending = _plan_turn(questions, turn, history, fingerprint, suite)
-        with store.read() as con:
-            cached = _take_stored(con, pending, history)
-        todo = [p for p in pending if p.answer_id not in cached]
-        stats.planned += len(pending)
-        stats.cached += len(pending) - len(todo)
-        if todo:
-            progress.start(f"{spec.name} turn {turn}", len(todo))
-            _generate(backend, todo, fingerprint, run_id, store, stats, history, progress)
-    return stats
+@dataclass
+class _ModelJob:
+    """One model's generation: turn 1 of every question, then turn 2 (which needs them), and so on;
+    each turn generates only the answers whose keys the store lacks."""
+
+    spec: object
+    backend: ModelBackend
+    stats: ModelStats
+    suite: Suite
+    questions: list[Question]
+    store: Store
+    run_id: str
+    progress: Progress
+    history: dict = field(default_factory=dict)  # (set, question) -> this model's answers so far
+    task: object = None  # this model's progress bar
+
+    def turns(self) -> Iterator[list[_Pending]]:
+        """The answers to generate, turn by turn; the next turn is planned once the caller has
+        generated this one (its conversations hold this turn's answers)."""
+        self.stats.fingerprint = fingerprint = self.backend.fingerprint()
+        with self.store.write() as con:
+            q.upsert_model(con, self.spec.name, fingerprint, self.spec.backend, self.spec.model,
+                           self.spec.model_dump_json())
+        for turn in range(1, max(len(question.turns) for question in self.questions) + 1):
+            pending = _plan_turn(self.questions, turn, self.history, fingerprint, self.suite)
+            with self.store.read() as con:
+                cached = _take_stored(con, pending, self.history)
+            todo = [p for p in pending if p.answer_id not in cached]
+            self.stats.planned += len(pending)
+            self.stats.cached += len(pending) - len(todo)
+            if todo:
+                self.task = self.progress.start(f"{self.spec.name} turn {turn}", len(todo))
+                yield todo
+
+    def record(self, p: _Pending, c, writer: RowWriter) -> str | None:
+        """Hand one result to the writer; its error text, or None."""
+        where = (p.question.set_name, p.question.question_id, p.turn)
+        if c.ok:
+            writer.put("answers", [(p.answer_id, self.stats.fingerprint, *where, c.text, c.prompt_tokens,
+                                    c.completion_tokens, c.finish_reason, c.latency_s, p.params.model_dump_json(),
+                                    self.run_id, c.original_json)])
+            self.history[where[:2]].append(c.text)
+            self.stats.completion_tokens += c.completion_tokens
+            self.stats.generated += 1
+        else:
+            writer.put("generation_failures", [(self.run_id, self.stats.fingerprint, *where, c.error)])
+            self.stats.failed += 1
+        self.progress.advance(1, self.task)
+        return c.error
+
+    def run_chunked(self, writer: RowWriter) -> None:
+        chunk_size = getattr(self.backend, "chunk_size", 16)
+        for todo in self.turns():
+            for params, chunk in _chunks(todo, chunk_size):
+                began = time.perf_counter()
+                completions = self.backend.generate([p.conversation for p in chunk], params)
+                self.stats.generate_s += time.perf_counter() - began
+                if all(not c.ok for c in completions):
+                    raise BackendError(f"model '{self.stats.name}': all {len(chunk)} requests of a chunk failed:"
+                                       f" {completions[0].error}")
+                for p, c in zip(chunk, completions):
+                    self.record(p, c, writer)
+            writer.flush()  # the next turn's plan reads this turn's answers from the store
+
+    async def run_streaming(self, writer: RowWriter) -> None:
+        backend = self.backend
+        for todo in self.turns():
+            began = time.perf_counter()
+            await drain(todo, lambda p: backend.acomplete(p.conversation, p.params),
+                        lambda p, c: self.record(p, c, writer), workers=backend.max_concurrency,
+                        give_up_after=getattr(backend, "chunk_size", 4 * backend.max_concurrency),
+                        who=f"model '{self.stats.name}'")
+            self.stats.generate_s += time.perf_counter() - began
+
+
+def _chunks(todo: list[_Pending], size: int) -> Iterator[tuple[GenerationParams, list[_Pending]]]:
+    """Chunks of one sampling setting each, similar lengths together: less padding in batched
+    backends, fewer stragglers in the others."""
+    by_params: dict[GenerationParams, list[_Pending]] = {}
+    for p in sorted(todo, key=lambda p: sum(len(m.content) for m in p.conversation)):
+        by_params.setdefault(p.params, []).append(p)
+    for params, group in by_params.items():
+        for start in range(0, len(group), size):
+            yield params, group[start: start + size]
 
 
 def _plan_turn(questions, turn, history, fingerprint, suite) -> list[_Pending]:
@@ -211,42 +303,6 @@ def _take_stored(con, pending: list[_Pending], history) -> dict[str, str]:
         if p.answer_id in found:
             history[(p.question.set_name, p.question.question_id)].append(found[p.answer_id])
     return found
-
-
-def _generate(backend, todo, fingerprint, run_id, store, stats, history, progress) -> None:
-    chunk_size = getattr(backend, "chunk_size", 16)
-    by_params: dict[GenerationParams, list[_Pending]] = {}
-    # Similar lengths in one chunk: less padding in batched backends, fewer stragglers in others.
-    for p in sorted(todo, key=lambda p: sum(len(m.content) for m in p.conversation)):
-        by_params.setdefault(p.params, []).append(p)
-    for params, group in by_params.items():
-        params_json = params.model_dump_json()
-        for start in range(0, len(group), chunk_size):
-            chunk = group[start : start + chunk_size]
-            began = time.perf_counter()
-            completions = backend.generate([p.conversation for p in chunk], params)
-            stats.generate_s += time.perf_counter() - began
-            if all(not c.ok for c in completions):
-                raise BackendError(
-                    f"model '{stats.name}': all {len(chunk)} requests of a chunk failed: {completions[0].error}"
-                )
-            answers, failures = [], []
-            for p, c in zip(chunk, completions):
-                where = (p.question.set_name, p.question.question_id, p.turn)
-                if c.ok:
-                    answers.append((p.answer_id, fingerprint, *where, c.text, c.prompt_tokens,
-                                    c.completion_tokens, c.finish_reason, c.latency_s, params_json, run_id,
-                                    c.original_json))
-                    history[where[:2]].append(c.text)
-                    stats.completion_tokens += c.completion_tokens
-                else:
-                    failures.append((run_id, fingerprint, *where, c.error))
-            with store.write() as con:  # one short transaction per chunk: the resume point
-                q.insert_answers(con, answers)
-                q.insert_failures(con, failures)
-            stats.generated += len(answers)
-            stats.failed += len(failures)
-            progress.advance(len(chunk))
 
 
 def _git_sha() -> str | None:

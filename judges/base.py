@@ -116,3 +116,18 @@ class Judge(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingJudge(Protocol):
+    """A judge that can also judge one item at a time in an event loop (an LLMJudge on an API
+    endpoint): the pipeline then keeps `max_concurrency` calls in flight instead of judging chunks."""
+
+    streaming: bool  # False when this instance cannot (e.g. choice decoding on a local model)
+    max_concurrency: int
+
+    async def ajudge(self, item) -> dict[str, JudgeOutput]:
+        """What `judge([item])[0]` returns."""
+        ...
+
+    async def aclose(self) -> None: ...

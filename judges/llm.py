@@ -11,7 +11,8 @@ from judges.base import DEFAULT_DIMENSIONS, JudgeOutput, PairItem, SingleItem, d
 from judges.parse import CHOICES, PARSER_VERSION, choice_output, parse_pairwise, parse_pandalm, parse_score
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
-from harness.models.base import ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend, stable_hash
+from harness.models.base import (ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend,
+                                 StreamingBackend, stable_hash)
 
 
 # The templates' source is hashed into every judgment key, so an edit without a version bump
@@ -84,22 +85,53 @@ class LLMJudge:
         outputs: list[JudgeOutput | None] = [None] * len(items)
         todo = list(range(len(items)))
         for attempt in range(1, self.max_parse_retries + 2):
-            params = self.params
-            if attempt > 1:  # a fresh sample: greedy decoding would repeat the same output
-                params = params.model_copy(update={"temperature": self.retry_temperature, "seed": attempt})
-            completions = self.backend.generate([self._conversation(items[i], dims) for i in todo], params)
+            completions = self.backend.generate([self._conversation(items[i], dims) for i in todo],
+                                                self._params_for(attempt))
             still = []
             for i, completion in zip(todo, completions):
-                if not completion.ok:  # no output at all: the backend already retried the transport,
-                    outputs[i] = JudgeOutput(raw="", attempts=attempt, error=completion.error)
-                    continue  # and a fresh sample cannot fix an endpoint that is down
-                outputs[i] = self._parse(completion.text, items[i], dims, attempt)
-                if not outputs[i].parsed:
+                outputs[i] = self._output(completion, items[i], dims, attempt)
+                if not outputs[i].parsed and outputs[i].error is None:
                     still.append(i)
             todo = still
             if not todo:
                 break
         return outputs  # type: ignore[return-value]
+
+    @property
+    def max_concurrency(self) -> int:
+        return getattr(self.backend, "max_concurrency", 1)
+
+    @property
+    def streaming(self) -> bool:
+        """True when `ajudge` can judge one item at a time (a StreamingBackend; not choice decoding)."""
+        return self.decode != "choice" and isinstance(self.backend, StreamingBackend)
+
+    async def ajudge(self, item: PairItem | SingleItem) -> dict[str, JudgeOutput]:
+        """`judge` for one item, through the backend's `acomplete` (harness.streaming drives it)."""
+        groups = [self.dimensions] if self.dimension_mode == "joint" else [(d,) for d in self.dimensions]
+        result: dict[str, JudgeOutput] = {}
+        for dims in groups:
+            for attempt in range(1, self.max_parse_retries + 2):
+                completion = await self.backend.acomplete(self._conversation(item, dims), self._params_for(attempt))
+                output = self._output(completion, item, dims, attempt)
+                if output.parsed or output.error is not None:
+                    break
+            result.update({d: output for d in dims})
+        return result
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    def _params_for(self, attempt: int) -> GenerationParams:
+        if attempt == 1:
+            return self.params
+        # a fresh sample: greedy decoding would repeat the same output
+        return self.params.model_copy(update={"temperature": self.retry_temperature, "seed": attempt})
+
+    def _output(self, completion, item, dims: tuple[str, ...], attempt: int) -> JudgeOutput:
+        if not completion.ok:  # no output at all: the backend already retried the transport,
+            return JudgeOutput(raw="", attempts=attempt, error=completion.error)  # and a fresh sample
+        return self._parse(completion.text, item, dims, attempt)  # cannot fix an endpoint that is down
 
     def _choose(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
         scores = self.backend.score_choices([self._conversation(item, dims) for item in items], CHOICES)

@@ -69,12 +69,13 @@ class RichProgress:
                              TimeElapsedColumn(), console=console, transient=False)
         self._task = None
 
-    def start(self, label: str, total: int) -> None:
+    def start(self, label: str, total: int) -> object:
         self._bar.start()
         self._task = self._bar.add_task(label, total=total)
+        return self._task
 
-    def advance(self, n: int) -> None:
-        self._bar.advance(self._task, n)
+    def advance(self, n: int, task: object = None) -> None:
+        self._bar.advance(self._task if task is None else task, n)
 
     def stop(self) -> None:
         self._bar.stop()

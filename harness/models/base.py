@@ -99,6 +99,23 @@ class ModelBackend(Protocol):
 
 
 @runtime_checkable
+class StreamingBackend(Protocol):
+    """A backend that answers one conversation at a time inside an event loop (the openai backend).
+    The runner and the judges then keep requests in flight continuously (harness.streaming) instead
+    of handing over chunks; `max_concurrency` is how many it wants in flight."""
+
+    max_concurrency: int
+
+    async def acomplete(self, conversation: Conversation, params: GenerationParams) -> Completion:
+        """One completion; like `generate`, a failed request returns a Completion with `error` set."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what `acomplete` opened in the running event loop (HTTP clients)."""
+        ...
+
+
+@runtime_checkable
 class ChoiceScorer(Protocol):
     """A backend that can score given continuations instead of generating (the hf backend).
     Judges with `decode: choice` need one; `isinstance(backend, ChoiceScorer)` tells."""

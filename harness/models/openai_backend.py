@@ -14,7 +14,9 @@ import itertools
 import os
 import random
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Iterator
 
 from harness.errors import ConfigError
 from harness.models.base import Completion, Conversation, GenerationParams, stable_hash
@@ -100,6 +102,30 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+@dataclass
+class _Session:
+    """What requests need inside one event loop: clients per replica and the endpoint's gate."""
+
+    loop: asyncio.AbstractEventLoop
+    clients: list
+    replicas: Iterator
+    gate: asyncio.Semaphore
+
+
+_GATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Semaphore]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def endpoint_gate(base_urls: list[str], limit: int) -> asyncio.Semaphore:
+    """The running loop's semaphore for these replicas: models (and judges) that share a base_url share
+    its limit, set by the first of them to send a request."""
+    gates = _GATES.setdefault(asyncio.get_running_loop(), {})
+    key = tuple(sorted(u.rstrip("/") for u in base_urls))
+    if key not in gates:
+        gates[key] = asyncio.Semaphore(limit)
+    return gates[key]
+
+
 class OpenAIBackend:
     def __init__(self, spec, settings: RequestSettings | None = None):
         self.spec = spec
@@ -116,6 +142,7 @@ class OpenAIBackend:
                               " give the endpoint URL (e.g. http://127.0.0.1:8000/v1) or a list of replicas")
         register_secret(self.settings.api_key)
         self.stats = {"requests": 0, "retries": 0, "failures": 0}
+        self._loop_session: _Session | None = None
         # Enough per call to keep every slot busy; each chunk is one committed resume point.
         self.chunk_size = self.settings.max_concurrency * 4
 
@@ -125,32 +152,46 @@ class OpenAIBackend:
             {"kind": "openai", "model": self.spec.model, "revision": getattr(self.spec, "revision", "")}
         )
 
+    @property
+    def max_concurrency(self) -> int:
+        return self.settings.max_concurrency
+
     def generate(self, conversations: list[Conversation], params: GenerationParams) -> list[Completion]:
         return asyncio.run(self.agenerate(conversations, params))
 
     async def agenerate(
         self, conversations: list[Conversation], params: GenerationParams
     ) -> list[Completion]:
-        import openai
-
-        s = self.settings
-        # max_retries=0: retries are ours, so they are counted, jittered and spread over replicas.
-        clients = [
-            (url, openai.AsyncOpenAI(base_url=url, api_key=s.api_key, max_retries=0, timeout=s.timeout_s))
-            for url in s.base_urls
-        ]
-        replicas = itertools.cycle(clients)  # (url, client): errors name the replica that failed
-        gate = asyncio.Semaphore(s.max_concurrency)
-
-        async def one(conv: Conversation) -> Completion:
-            async with gate:
-                return await self._request_with_retries(replicas, conv, params)
-
         try:
-            return list(await asyncio.gather(*(one(c) for c in conversations)))
+            return list(await asyncio.gather(*(self.acomplete(c, params) for c in conversations)))
         finally:
-            for _, client in clients:
+            await self.aclose()
+
+    async def acomplete(self, conversation: Conversation, params: GenerationParams) -> Completion:
+        """One request in the running event loop. Its HTTP clients are made once per loop, and its
+        gate is shared with every other backend on the same endpoint (`endpoint_gate`)."""
+        session = self._session()
+        async with session.gate:
+            return await self._request_with_retries(session.replicas, conversation, params)
+
+    async def aclose(self) -> None:
+        session, self._loop_session = self._loop_session, None
+        if session is not None:
+            for _, client in session.clients:
                 await client.close()
+
+    def _session(self) -> "_Session":
+        loop = asyncio.get_running_loop()
+        if self._loop_session is None or self._loop_session.loop is not loop:
+            import openai
+
+            s = self.settings
+            # max_retries=0: retries are ours, so they are counted, jittered and spread over replicas.
+            clients = [(url, openai.AsyncOpenAI(base_url=url, api_key=s.api_key, max_retries=0,
+                                                timeout=s.timeout_s)) for url in s.base_urls]
+            self._loop_session = _Session(loop, clients, itertools.cycle(clients),  # (url, client): errors
+                                          endpoint_gate(s.base_urls, s.max_concurrency))  # name the replica
+        return self._loop_session
 
     async def _request_with_retries(self, replicas, conv: Conversation, params: GenerationParams):
         import openai

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from contextlib import contextmanager
 from importlib import resources
@@ -39,6 +40,19 @@ def migrations() -> list[tuple[int, str, str]]:
             version = int(entry.name.split("_", 1)[0])
             found.append((version, entry.name, entry.read_text()))
     return sorted(found)
+
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _in_process_lock(path: Path) -> threading.RLock:
+    """One connection at a time per file within this process: DuckDB refuses a read-only connection
+    while a read-write one is open in the same process, and the run's writer thread writes while the
+    planner reads."""
+    key = str(path.resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.RLock())
 
 
 def latest_version() -> int:
@@ -103,24 +117,26 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction; the file is released as soon as it commits."""
-        con = self._connect(read_only=False)
-        try:
-            con.begin()
-            yield con
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        finally:
-            con.close()
+        with _in_process_lock(self.path):
+            con = self._connect(read_only=False)
+            try:
+                con.begin()
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            finally:
+                con.close()
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._connect(read_only=True)
-        try:
-            yield con
-        finally:
-            con.close()
+        with _in_process_lock(self.path):
+            con = self._connect(read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def check_schema(self) -> int:
         """The file's schema version, read without writing; SchemaTooNewError when a newer harness

@@ -24,6 +24,23 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _bulk_insert(con, table: str, columns: tuple[str, ...], types: dict[str, str], rows: list[tuple],
+                 conflict: str = "") -> None:
+    """INSERT many rows as one Arrow relation: ~30x faster than executemany's row-by-row binding,
+    which kept the request loop idle while chunks were written (issue 12's profile)."""
+    import pyarrow as pa
+
+    arrow_types = {"int": pa.int64(), "float": pa.float64()}
+    data = pa.table({c: pa.array([row[i] for row in rows], type=arrow_types.get(types.get(c, ""), pa.string()))
+                     for i, c in enumerate(columns)})
+    name, cols = f"new_{table}", ", ".join(columns)
+    # No try/finally: after a failed INSERT the transaction is aborted and unregistering would raise
+    # over the real error; the Store closes the connection, which drops the registration anyway.
+    con.register(name, data)
+    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {conflict}")
+    con.unregister(name)
+
+
 # --- writes ---------------------------------------------------------------------------------------
 def upsert_questions(con: duckdb.DuckDBPyConnection, questions: Iterable[Question]) -> None:
     rows = [
@@ -102,23 +119,20 @@ def insert_answers(con, rows: list[tuple]) -> None:
     finish_reason, latency_s, params_json, run_id, original_json). A key already present is left as it is."""
     if not rows:
         return
-    con.executemany(
-        "INSERT INTO answers (answer_id, model_fingerprint, set_name, question_id, turn, text,"
-        " prompt_tokens, completion_tokens, finish_reason, latency_s, params_json, run_id, original_json)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING",
-        rows,
-    )
+    _bulk_insert(con, "answers", ANSWER_COLUMNS, {"turn": "int", "prompt_tokens": "int", "completion_tokens": "int",
+                                                  "latency_s": "float"}, rows, "ON CONFLICT (answer_id) DO NOTHING")
+
+
+ANSWER_COLUMNS = ("answer_id", "model_fingerprint", "set_name", "question_id", "turn", "text", "prompt_tokens",
+                  "completion_tokens", "finish_reason", "latency_s", "params_json", "run_id", "original_json")
 
 
 def insert_failures(con, rows: list[tuple]) -> None:
     """rows: (run_id, fingerprint, set, question, turn, error)."""
     if not rows:
         return
-    con.executemany(
-        "INSERT INTO generation_failures (run_id, model_fingerprint, set_name, question_id, turn, error)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(*row[:-1], error_text(row[-1])) for row in rows],
-    )
+    _bulk_insert(con, "generation_failures", ("run_id", "model_fingerprint", "set_name", "question_id", "turn", "error"),
+                 {"turn": "int"}, [(*row[:-1], error_text(row[-1])) for row in rows])
 
 
 def insert_judge_failures(con, rows: list[tuple]) -> None:
@@ -126,11 +140,9 @@ def insert_judge_failures(con, rows: list[tuple]) -> None:
     A failed call has no judgments row, so the next run's cache check plans it again."""
     if not rows:
         return
-    con.executemany(
-        "INSERT INTO judge_failures (call_id, judge_name, judge_fingerprint, set_name, question_id, turn,"
-        " model_a, model_b, error, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*row[:8], error_text(row[8]), row[9]) for row in rows],
-    )
+    _bulk_insert(con, "judge_failures", ("call_id", "judge_name", "judge_fingerprint", "set_name", "question_id",
+                                          "turn", "model_a", "model_b", "error", "run_id"),
+                 {"turn": "int"}, [(*row[:8], error_text(row[8]), row[9]) for row in rows])
 
 
 def verdict_tag_salt(con) -> str:
@@ -147,10 +159,9 @@ def insert_judgments(con, rows: list[tuple]) -> None:
     """rows in the order of JUDGMENT_COLUMNS; a stored judgment_id is kept."""
     if not rows:
         return
-    con.executemany(
-        f"INSERT INTO judgments ({JUDGMENT_COLUMNS}) VALUES ({', '.join('?' * 22)}) ON CONFLICT (judgment_id) DO NOTHING",
-        rows,
-    )
+    _bulk_insert(con, "judgments", tuple(c.strip() for c in JUDGMENT_COLUMNS.split(",")),
+                 {"turn": "int", "attempts": "int", "score": "float", "choice_lp_1": "float", "choice_lp_2": "float",
+                  "choice_lp_tie": "float"}, rows, "ON CONFLICT (judgment_id) DO NOTHING")
 
 
 def register_judge(con, name: str, fingerprints: list[str], kind: str, spec_json: str) -> None:
@@ -163,24 +174,29 @@ def register_judge(con, name: str, fingerprints: list[str], kind: str, spec_json
 
 
 # --- reads ----------------------------------------------------------------------------------------
-def _with_temp_ids(con, ids: list[str]) -> None:
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (id VARCHAR)")
-    con.execute("DELETE FROM wanted")
-    con.executemany("INSERT INTO wanted VALUES (?)", [(i,) for i in ids])
+def _rows_matching(con, sql: str, ids: list[str]) -> list[tuple]:
+    """Run `sql`, which joins the relation `wanted (id)`, over `ids` registered as one Arrow column
+    (a cache check of 500,000 keys in one join, not 500,000 bound inserts)."""
+    import pyarrow as pa
+
+    con.register("wanted", pa.table({"id": pa.array(ids, type=pa.string())}))
+    rows = con.execute(sql).fetchall()
+    con.unregister("wanted")
+    return rows
 
 
 def existing_call_ids(con, call_ids: list[str]) -> set[str]:
     if not call_ids:
         return set()
-    _with_temp_ids(con, call_ids)
-    return {c for (c,) in con.execute("SELECT DISTINCT call_id FROM judgments JOIN wanted ON call_id = id").fetchall()}
+    return {c for (c,) in _rows_matching(con, "SELECT DISTINCT call_id FROM judgments JOIN wanted ON call_id = id",
+                                         call_ids)}
 
 
 def answer_texts(con, answer_ids: list[str]) -> dict[str, str]:
     if not answer_ids:
         return {}
-    _with_temp_ids(con, answer_ids)
-    return dict(con.execute("SELECT a.answer_id, a.text FROM answers a JOIN wanted ON answer_id = id").fetchall())
+    return dict(_rows_matching(con, "SELECT a.answer_id, a.text FROM answers a JOIN wanted ON answer_id = id",
+                               answer_ids))
 
 
 def answer_texts_by_id(store: Store, answer_ids: list[str]) -> dict[str, str]:
