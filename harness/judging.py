@@ -9,7 +9,10 @@ judges only the pairs it is in.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import itertools
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +30,41 @@ from judges.base import Judge, JudgeOutput, PairItem, SingleItem, StreamingJudge
 from judges.parse import verdict_tag
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
+    """One planned judge call. The item the judge sees is built only for calls not in the store
+    (`with_item`): a cached rerun of a large suite plans keys, not prompts."""
+
     call_id: str
-    item: PairItem | SingleItem
-    set_name: str
+    question: Question
+    turn: int
     model_a: str
     model_b: str | None
-    answer_a: str
-    answer_b: str | None
+    chain_a: list  # [(answer_id, text)] up to `turn`
+    chain_b: list | None
+    item: PairItem | SingleItem | None = None
+
+    @property
+    def set_name(self) -> str:
+        return self.question.set_name
+
+    @property
+    def answer_a(self) -> str:
+        return self.chain_a[-1][0]
+
+    @property
+    def answer_b(self) -> str | None:
+        return self.chain_b[-1][0] if self.chain_b else None
+
+    def with_item(self, salt: str) -> "_Call":
+        q, turn, tag = self.question, self.turn, verdict_tag(salt, self.call_id)
+        texts_a = tuple(t for _, t in self.chain_a)
+        if self.chain_b is None:
+            self.item = SingleItem(q.question_id, q.category, q.turns, texts_a, turn, _reference(q, turn), nonce=tag)
+        else:
+            self.item = PairItem(q.question_id, q.category, q.turns, texts_a, tuple(t for _, t in self.chain_b), turn,
+                                 _reference(q, turn), nonce=tag)
+        return self
 
 
 @dataclass
@@ -110,11 +139,11 @@ def _model_chains(suite, store, questions) -> dict[str, dict]:
 def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress, salt: str,
                stats: JudgeStats) -> None:
     fingerprint = judge.fingerprint()
-    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint, salt)
+    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint)
     stats.planned = len(calls)
     with store.read() as con:
         done = q.existing_call_ids(con, [c.call_id for c in calls])
-    todo = [c for c in calls if c.call_id not in done]
+    todo = [c.with_item(salt) for c in calls if c.call_id not in done]
     stats.cached = len(calls) - len(todo)
     if not todo:
         return
@@ -154,14 +183,14 @@ async def _stream_judge(judge, todo: list[_Call], record) -> None:
 
 
 def _failure_row(call: _Call, judge: Judge, fingerprint: str, error: str, run_id: str) -> tuple:
-    return (call.call_id, judge.name, fingerprint, call.set_name, call.item.question_id, call.item.turn,
+    return (call.call_id, judge.name, fingerprint, call.set_name, call.question.question_id, call.turn,
             call.model_a, call.model_b, error, run_id)
 
 
 def _rows(call: _Call, outputs: dict[str, JudgeOutput], judge: Judge, fingerprint: str, run_id: str):
     for dimension, out in outputs.items():
         yield (stable_hash([call.call_id, dimension]), call.call_id, judge.name, fingerprint, judge.kind,
-               call.set_name, call.item.question_id, call.item.turn, call.model_a, call.model_b,
+               call.set_name, call.question.question_id, call.turn, call.model_a, call.model_b,
                call.answer_a, call.answer_b, dimension, out.verdicts.get(dimension), out.score,
                "ok" if out.parsed else "unparsed", out.attempts, out.raw, run_id, *(out.choice_logprobs or (None,) * 3))
 
@@ -178,35 +207,44 @@ def scheduled_pairs(suite: Suite, questions: list[Question]) -> list[tuple[Quest
     return battles
 
 
-def _pair_calls(suite, questions, chains, fingerprint, salt: str) -> list[_Call]:
+def call_key(fingerprint: str, set_name: str, question_id: str, turn: int, *id_lists: list[str]) -> str:
+    """stable_hash([fingerprint, set, question, turn, *id_lists]), written out: planning hashes every
+    call of a run (500,000 in a large one) and the generic encoder is most of that time. Fingerprints
+    and answer ids are hex, so only the set and question names need JSON escaping.
+    tests/test_judges.py pins it to stable_hash."""
+    lists = ",".join("[" + ",".join(f'"{i}"' for i in ids) + "]" for ids in id_lists)
+    text = f'["{fingerprint}",{_names_json(set_name, question_id)},{turn},{lists}]'
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.lru_cache(maxsize=65536)
+def _names_json(set_name: str, question_id: str) -> str:
+    return json.dumps(set_name, ensure_ascii=False) + "," + json.dumps(question_id, ensure_ascii=False)
+
+
+def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
     calls = []
     for question, turn, x, y in scheduled_pairs(suite, questions):
         key = (question.set_name, question.question_id)
         cx, cy = chains[x].get(key, []), chains[y].get(key, [])
         if len(cx) < turn or len(cy) < turn:
             continue  # an answer is missing (failed generation): nothing to judge yet
-        for (a, ca), (b, cb) in (((x, cx), (y, cy)), ((y, cy), (x, cx))):  # both positions
-            ids_a, ids_b = [i for i, _ in ca[:turn]], [i for i, _ in cb[:turn]]
-            call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b])
-            item = PairItem(question.question_id, question.category, question.turns,
-                            tuple(t for _, t in ca[:turn]), tuple(t for _, t in cb[:turn]), turn,
-                            _reference(question, turn), nonce=verdict_tag(salt, call_id))
-            calls.append(_Call(call_id, item, question.set_name, a, b, ids_a[-1], ids_b[-1]))
+        for (a, ca), (b, cb) in (((x, cx[:turn]), (y, cy[:turn])), ((y, cy[:turn]), (x, cx[:turn]))):  # both orders
+            ids_a, ids_b = [i for i, _ in ca], [i for i, _ in cb]
+            call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b)
+            calls.append(_Call(call_id, question, turn, a, b, ca, cb))
     return calls
 
 
-def _single_calls(suite, questions, chains, fingerprint, salt: str) -> list[_Call]:
+def _single_calls(suite, questions, chains, fingerprint) -> list[_Call]:
     calls = []
     for model in sorted(chains):
         for question in questions:
             chain = chains[model].get((question.set_name, question.question_id), [])
             for turn in range(1, len(chain) + 1):
                 ids = [i for i, _ in chain[:turn]]
-                call_id = stable_hash([fingerprint, question.set_name, question.question_id, turn, ids])
-                item = SingleItem(question.question_id, question.category, question.turns,
-                                  tuple(t for _, t in chain[:turn]), turn, _reference(question, turn),
-                                  nonce=verdict_tag(salt, call_id))
-                calls.append(_Call(call_id, item, question.set_name, model, None, ids[-1], None))
+                call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids)
+                calls.append(_Call(call_id, question, turn, model, None, chain[:turn], None))
     return calls
 
 

@@ -17,7 +17,6 @@ no free text at all).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 
@@ -29,18 +28,33 @@ VERDICTS = {"a": "A", "b": "B", "tie": "tie"}
 
 def verdict_tag(secret: str, call_key: str) -> str:
     """The tag a call's verdict lines must carry: unpredictable without `secret`, stable for a call."""
-    return hmac.new(secret.encode(), call_key.encode(), hashlib.sha256).hexdigest()[:12]
+    return hmac.digest(secret.encode(), call_key.encode(), "sha256").hex()[:12]
+
+
+# One compiled pattern per format, the tag captured and compared: a pattern per call's tag would be
+# compiled anew for every call (the re cache holds 512), which was ~5% of a judging run's CPU.
+_VERDICT_BODY = rf"\s+({DIMENSION_NAME})\s*[:=]\s*\[?\[?\s*(A|B|tie)\s*\]?\]?\W*$"
+_SCORE_BODY = r"\s*[:=]\s*\[?\[?\s*(\d+(?:\.\d+)?)\s*\]?\]?\W*$"
+_FLAGS = re.IGNORECASE | re.MULTILINE
+_VERDICT_LINE = re.compile(r"^\W*VERDICT-(\w*)" + _VERDICT_BODY, _FLAGS)
+_SCORE_LINE = re.compile(r"^\W*SCORE-(\w*)" + _SCORE_BODY, _FLAGS)
+
+
+def _tagged(output: str, nonce: str, line: re.Pattern, kind: str, body: str) -> list[tuple]:
+    """The fields of every `kind-<nonce>` line (the tag compared as the pattern once matched it:
+    ignoring case); a tag that is not all word characters gets a pattern of its own."""
+    if not re.fullmatch(r"\w*", nonce):
+        return re.compile(rf"^\W*{kind}-{re.escape(nonce)}" + body, _FLAGS).findall(output)
+    wanted = nonce.lower()
+    return [fields[1:] if len(fields) > 2 else fields[1] for fields in line.findall(output)
+            if fields[0].lower() == wanted]
 
 
 def parse_pairwise(output: str, nonce: str, dimensions: tuple[str, ...]) -> dict[str, str] | None:
     """{dimension: 'A'|'B'|'tie'} for every dimension, or None."""
     # DIMENSION_NAME reads every name the old [a-z_]+ read that a judge may have, so PARSER_VERSION stays.
-    pattern = re.compile(
-        rf"^\W*VERDICT-{re.escape(nonce)}\s+({DIMENSION_NAME})\s*[:=]\s*\[?\[?\s*(A|B|tie)\s*\]?\]?\W*$",
-        re.IGNORECASE | re.MULTILINE,
-    )
     found: dict[str, set[str]] = {}
-    for dimension, verdict in pattern.findall(output):
+    for dimension, verdict in _tagged(output, nonce, _VERDICT_LINE, "VERDICT", _VERDICT_BODY):
         found.setdefault(dimension.lower(), set()).add(VERDICTS[verdict.lower()])
     if any(len(found.get(d, ())) != 1 for d in dimensions):
         return None  # a dimension missing, or given two different verdicts
@@ -49,9 +63,7 @@ def parse_pairwise(output: str, nonce: str, dimensions: tuple[str, ...]) -> dict
 
 def parse_score(output: str, nonce: str) -> float | None:
     """The 1-10 grade from `SCORE-<nonce>: 7`, or None (also when several lines disagree)."""
-    pattern = re.compile(rf"^\W*SCORE-{re.escape(nonce)}\s*[:=]\s*\[?\[?\s*(\d+(?:\.\d+)?)\s*\]?\]?\W*$",
-                         re.IGNORECASE | re.MULTILINE)
-    scores = {float(s) for s in pattern.findall(output)}
+    scores = {float(s) for s in _tagged(output, nonce, _SCORE_LINE, "SCORE", _SCORE_BODY)}
     if len(scores) != 1:
         return None
     score = scores.pop()

@@ -349,3 +349,68 @@ def test_calibrated_merge_without_likelihoods_falls_back_to_a_tie():
     from judges.parse import choice_logprobs
 
     assert choice_logprobs("A\nno likelihoods here") is None
+
+
+def test_call_key_is_stable_hash_written_out():
+    """The planner's fast key must be the key every stored judgment has (stable_hash of the call)."""
+    import random as rnd
+
+    from harness.judging import call_key
+    from harness.models.base import stable_hash
+
+    rng = rnd.Random(0)
+    names = ["quickstart", "mt_bench", 'q"uote', "back\\slash", "ünï", "tab\tline\n", "emoji 🎉", "", "42"]
+    for _ in range(500):
+        hexes = lambda n: ["%064x" % rng.getrandbits(256) for _ in range(n)]  # noqa: E731
+        turn = rng.randint(1, 3)
+        fingerprint, set_name, question_id = hexes(1)[0], rng.choice(names), rng.choice(names + [str(rng.random())])
+        lists = [hexes(turn) for _ in range(rng.choice((1, 2)))]
+        assert call_key(fingerprint, set_name, question_id, turn, *lists) == \
+            stable_hash([fingerprint, set_name, question_id, turn, *lists])
+
+
+def test_verdict_parsers_read_exactly_what_a_pattern_built_from_the_tag_reads():
+    """The parsers compile one pattern and compare the captured tag; the reference builds a pattern
+    from the call's own tag. Random outputs made of the format's pieces must parse the same."""
+    import random as rnd
+    import re
+
+    from judges.base import DIMENSION_NAME
+
+    def reference(output, nonce, dims):
+        pattern = re.compile(rf"^\W*VERDICT-{re.escape(nonce)}\s+({DIMENSION_NAME})\s*[:=]\s*\[?\[?\s*(A|B|tie)"
+                             r"\s*\]?\]?\W*$", re.I | re.M)
+        found = {}
+        for d, v in pattern.findall(output):
+            found.setdefault(d.lower(), set()).add({"a": "A", "b": "B", "tie": "tie"}[v.lower()])
+        return None if any(len(found.get(d, ())) != 1 for d in dims) else {d: found[d].pop() for d in dims}
+
+    def reference_score(output, nonce):
+        pattern = re.compile(rf"^\W*SCORE-{re.escape(nonce)}\s*[:=]\s*\[?\[?\s*(\d+(?:\.\d+)?)\s*\]?\]?\W*$",
+                             re.I | re.M)
+        scores = {float(s) for s in pattern.findall(output)}
+        return (lambda s: s if 1 <= s <= 10 else None)(scores.pop()) if len(scores) == 1 else None
+
+    rng = rnd.Random(7)
+    pieces = ["VERDICT-", "SCORE-", "abc123", "ABC123", "abc1234", "ab", " ", ":", "=", "accuracy", "Accuracy",
+              "language", "A", "B", "tie", "[[", "]]", "\n", "x", "7", "11", "-", "*", "safety2", "a.b"]
+    parsed = 0
+    tags, dims_ = ["abc123", "ABC123", "abc1234", "", "a.b", "ab"], ["accuracy", "Accuracy", "language", "safety2"]
+
+    def line():
+        if rng.random() < 0.5:  # a well-formed line with a random tag, dimension and verdict, maybe decorated
+            kind = rng.choice(["VERDICT", "SCORE"])
+            tail = rng.choice(["A", "B", "tie", "[[A]]", "7", "11", "x"])
+            body = f" {rng.choice(dims_)}: {tail}" if kind == "VERDICT" else f": {tail}"
+            return rng.choice(["", "*", " "]) + f"{kind}-{rng.choice(tags)}" + body + rng.choice(["", ".", " x"])
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+
+    for _ in range(20000):
+        out = "\n".join(line() for _ in range(rng.randint(1, 3)))
+        for nonce in ("abc123", "", "a.b"):
+            for dims in (("accuracy",), ("accuracy", "language")):
+                got = parse_pairwise(out, nonce, dims)
+                assert got == reference(out, nonce, dims), (out, nonce, dims)
+                parsed += got is not None
+            assert parse_score(out, nonce) == reference_score(out, nonce), (out, nonce)
+    assert parsed > 100  # the random outputs did exercise the accepting branch
