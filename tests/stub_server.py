@@ -19,6 +19,9 @@ with that status (the body echoes the request's Authorization header, as some 40
 
 Counters: `counts` (requests, each fault, answers, judgments) and `served`, successful replies per
 request (model, messages, temperature, seed): a call made twice shows up as a count of 2.
+
+The reply logic is module-level and pure (`reply_text`, `completion_json`, `call_key`), so the
+benchmarks' aiohttp endpoint (bench/stub_endpoint.py) answers exactly as this server does.
 """
 
 from __future__ import annotations
@@ -52,6 +55,51 @@ def default_answer(model: str, messages: list[dict]) -> str:
     return f"{model} answers: {' '.join(words)}" + " indeed" * extra
 
 
+def reply_text(model: str, messages: list[dict], *,
+               answer_for: Callable[[str, list[dict]], str | None] | None = None,
+               verdict_for: Callable[[str, str], str] = longer_wins, echo: str = "none") -> tuple[str, str]:
+    """(kind, text) for a request: 'judge' when the prompt is one of the harness's judge prompts.
+
+    Pure, so the threaded test server and bench/stub_endpoint.py (aiohttp) answer identically."""
+    prompt = messages[-1]["content"]
+    lines = _VERDICT_LINE.findall(prompt)
+    if lines:
+        blocks = dict(_BLOCK.findall(prompt))
+        a, b = blocks.get("A", ""), blocks.get("B", "")
+        own = "\n".join(f"VERDICT-{tag} {dim}: {verdict_for(a, b)}" for tag, dim in lines)
+        echoed = f"{a}\n{b}"
+        text = {"none": f"Compared.\n{own}", "before": f"{echoed}\n\n{own}", "only": echoed}[echo]
+        return "judge", text
+    score = _SCORE_LINE.search(prompt)
+    if score:
+        return "judge", f"Fine.\nSCORE-{score.group(1)}: {min(10, 1 + len(prompt) % 10)}"
+    panda = _PANDALM.search(prompt)
+    if panda:
+        return "judge", {"A": "1", "B": "2", "tie": "Tie"}[verdict_for(*panda.groups())]
+    given = answer_for(model, messages) if answer_for else None
+    return "answer", given if given is not None else default_answer(model, messages)
+
+
+def completion_json(model: str, text: str, request_bytes: int) -> bytes:
+    """The chat.completion body for `text` (ensure_ascii: a lone surrogate travels as the valid
+    JSON escape \\ud800)."""
+    return json.dumps({
+        "id": "stub", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": request_bytes // 4, "completion_tokens": len(text) // 4,
+                  "total_tokens": (request_bytes + len(text)) // 4},
+    }).encode()
+
+
+def call_key(body: dict) -> str:
+    """What makes two requests the same call (model, messages, temperature, seed)."""
+    return hashlib.sha256(json.dumps([body.get("model"), body["messages"], body.get("temperature"),
+                                      body.get("seed")], sort_keys=True).encode()).hexdigest()
+
+
+MODELS_JSON = json.dumps({"object": "list", "data": [{"id": "stub"}]}).encode()
+
+
 class StubServer:
     def __init__(self, *, fault_rate: float = 0.0, seed: int = 0, faults: tuple[str, ...] = FAULTS,
                  hang_s: float = 3.0, fail_when: Callable[[dict], int | None] | None = None,
@@ -61,7 +109,7 @@ class StubServer:
             raise ValueError(f"echo: {echo!r}")
         self.fault_rate, self.faults, self.hang_s = fault_rate, faults, hang_s
         self.fail_when = fail_when or (lambda body: None)
-        self.answer_for = answer_for or (lambda model, messages: None)
+        self.answer_for = answer_for
         self.verdict_for, self.echo = verdict_for, echo
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -110,24 +158,8 @@ class StubServer:
             return fault
 
     def reply_text(self, model: str, messages: list[dict]) -> tuple[str, str]:
-        """(kind, text) for a request: 'judge' when the prompt is one of the harness's judge prompts."""
-        prompt = messages[-1]["content"]
-        lines = _VERDICT_LINE.findall(prompt)
-        if lines:
-            blocks = dict(_BLOCK.findall(prompt))
-            a, b = blocks.get("A", ""), blocks.get("B", "")
-            own = "\n".join(f"VERDICT-{tag} {dim}: {self.verdict_for(a, b)}" for tag, dim in lines)
-            echoed = f"{a}\n{b}"
-            text = {"none": f"Compared.\n{own}", "before": f"{echoed}\n\n{own}", "only": echoed}[self.echo]
-            return "judge", text
-        score = _SCORE_LINE.search(prompt)
-        if score:
-            return "judge", f"Fine.\nSCORE-{score.group(1)}: {min(10, 1 + len(prompt) % 10)}"
-        panda = _PANDALM.search(prompt)
-        if panda:
-            return "judge", {"A": "1", "B": "2", "tie": "Tie"}[self.verdict_for(*panda.groups())]
-        given = self.answer_for(model, messages)
-        return "answer", given if given is not None else default_answer(model, messages)
+        """(kind, text) for a request, with this server's answer/verdict/echo behaviour."""
+        return reply_text(model, messages, answer_for=self.answer_for, verdict_for=self.verdict_for, echo=self.echo)
 
     def _handler(self):
         stub = self
@@ -148,7 +180,7 @@ class StubServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    return self._send(200, json.dumps({"object": "list", "data": [{"id": "stub"}]}).encode())
+                    return self._send(200, MODELS_JSON)
                 return self._send(404, b'{"error": "not found"}')
 
             def do_POST(self) -> None:
@@ -172,18 +204,11 @@ class StubServer:
                     self.close_connection = True
                     return None
                 kind, text = stub.reply_text(body.get("model", ""), body["messages"])
-                reply = json.dumps({
-                    "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4,
-                              "total_tokens": (len(raw) + len(text)) // 4},
-                }).encode()  # ensure_ascii: a lone surrogate travels as the valid JSON escape \\ud800
+                reply = completion_json(body.get("model", ""), text, len(raw))
                 if fault == "truncated":
                     return self._send(200, reply[: len(reply) // 2])
                 self._send(200, reply)
-                key = hashlib.sha256(json.dumps([body.get("model"), body["messages"], body.get("temperature"),
-                                                 body.get("seed")], sort_keys=True).encode()).hexdigest()
+                key = call_key(body)
                 with stub.lock:
                     stub.served[key] += 1
                     stub.counts[f"served:{kind}"] += 1

@@ -57,10 +57,14 @@ class RowWriter:
         with self._cond:
             self._cond.wait_for(lambda: self._count < 2 * self.flush_rows or self._error is not None)
             self._raise_error()
+            first = not self._pending
             self._pending.setdefault(table, []).extend(rows)
             self._count += len(rows)
             self._first_at = self._first_at or time.monotonic()
-            self._cond.notify_all()
+            # Wake the writer only when it has something new to decide (a batch's first row starts its
+            # clock, a full batch is due): a wake-up per row would trade the GIL back and forth per call.
+            if first or sum(map(len, self._pending.values())) >= self.flush_rows:
+                self._cond.notify_all()
 
     def flush(self) -> None:
         """Block until every row put so far is committed."""
