@@ -100,6 +100,11 @@ def call_key(body: dict) -> str:
 MODELS_JSON = json.dumps({"object": "list", "data": [{"id": "stub"}]}).encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client killed mid-request (the kill -9 tests) resets its connection: expected, not news."""
+
+
 class StubServer:
     def __init__(self, *, fault_rate: float = 0.0, seed: int = 0, faults: tuple[str, ...] = FAULTS,
                  hang_s: float = 3.0, fail_when: Callable[[dict], int | None] | None = None,
@@ -116,7 +121,7 @@ class StubServer:
         self.counts: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self._next_fault = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
