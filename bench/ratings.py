@@ -3,7 +3,8 @@
 One run draws synthetic battles from known ratings (ties included, drawn so that E[score] is the BT
 probability) and rates them twice:
   harness:  harness.ratings.bootstrap(rater="bt"): multinomial counts over the aggregated battle
-            kinds, one small Newton fit per round;
+            kinds, every round fitted at once by a batched Newton iteration (bench/board.py times
+            a whole suite's board, Elo included);
   FastChat: fastchat.serve.monitor.elo_analysis from PyPI `fschat`: `compute_elo_mle_with_tie`
             (sklearn LogisticRegression on the battles duplicated) for the point estimate and
             `get_bootstrap_result` (resample rows with pandas, refit) for the rounds; it runs in its

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.ratings import battles_from_rows, bootstrap, length_controlled_win_rate, mean_grades, win_rate_against
+import numpy as np
+
+from harness.ratings import (
+    Battles,
+    battles_from_rows,
+    bootstrap_many,
+    length_controlled_win_rate,
+    mean_grades,
+    win_rate_against,
+)
 from judges.merge import Battle
 
 METHODS = ("bt", "elo")
@@ -38,35 +47,77 @@ def _by_panel(battles: list[Battle]) -> dict[tuple[str, str], list[Battle]]:
     return dict(sorted(groups.items()))
 
 
-def _model_battles(battles: list[Battle]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for b in battles:
-        for model in (b.model_a, b.model_b):
-            counts[model] = counts.get(model, 0) + 1
-    return counts
+@dataclass(frozen=True)
+class _Table:
+    """The battles behind one (judge, dimension, category) block of the board."""
+
+    judge_name: str
+    dimension: str
+    category: str
+    battles: list[Battle]
+    rated: Battles
+    counts: dict[str, int]  # battles per model
+
+
+def _tables(battles: list[Battle], categories: bool) -> list[_Table]:
+    """Per judge and dimension, the 'all' table, then (with categories) one per category in name
+    order. A category's battles are rows of the 'all' table, over the models that fight in it."""
+    tables = []
+    for (judge, dimension), group in _by_panel(battles).items():
+        rated = battles_from_rows([(b.model_a, b.model_b, b.winner) for b in group], [b.weight for b in group])
+        tables.append(_table(judge, dimension, "all", group, rated))
+        if categories:
+            category = np.array([b.category for b in group], dtype=object)
+            for name in sorted(set(category.tolist())):
+                rows = np.flatnonzero(category == name)
+                tables.append(_table(judge, dimension, name, [group[i] for i in rows],
+                                     _fighting_models_only(rated.take(rows))))
+    return tables
+
+
+def _table(judge: str, dimension: str, category: str, battles: list[Battle], rated: Battles) -> _Table:
+    played = _battles_per_model(rated)
+    return _Table(judge, dimension, category, battles, rated,
+                  {model: int(n) for model, n in zip(rated.models, played) if n})
+
+
+def _battles_per_model(rated: Battles) -> np.ndarray:
+    """Per model index, the battles it fights (in either position)."""
+    n = len(rated.models)
+    return np.bincount(rated.a, minlength=n) + np.bincount(rated.b, minlength=n)
+
+
+def _fighting_models_only(rated: Battles) -> Battles:
+    """The same battles over only the models that fight in them, kept in their (sorted) order:
+    what battles_from_rows makes of these battles on their own."""
+    present = np.flatnonzero(_battles_per_model(rated))
+    index = np.full(len(rated.models), -1)
+    index[present] = np.arange(len(present))
+    return Battles(tuple(rated.models[i] for i in present), index[rated.a], index[rated.b], rated.score_a,
+                   rated.weight)
 
 
 def rate(battles: list[Battle], rounds: int, level: float, seed: int = 0, baseline: str | None = None,
          categories: bool = True, elo_orders: int = ELO_ORDERS) -> list[RatingRow]:
     """BT and Elo with bootstrap CIs per judge, dimension and category ('all' first); with a
-    baseline, each model's win rate and LC win rate against it."""
+    baseline, each model's win rate and LC win rate against it.
+
+    Every table's bootstrap is seeded with `seed`, as if rated alone; the tables are rated together
+    (`bootstrap_many`), so the online-Elo loop runs once for the whole board, not once per table."""
+    tables = _tables(battles, categories)
+    by_method = {method: bootstrap_many([t.rated for t in tables], method, rounds, seed, level,
+                                        **({"n_orders": elo_orders} if method == "elo" else {}))
+                 for method in METHODS}
     out: list[RatingRow] = []
-    for (judge, dimension), group in _by_panel(battles).items():
-        names = ["all"] + (sorted({b.category for b in group}) if categories else [])
-        for category in names:
-            chosen = [b for b in group if category in ("all", b.category)]
-            counts = _model_battles(chosen)
-            rated = battles_from_rows([(b.model_a, b.model_b, b.winner) for b in chosen], [b.weight for b in chosen])
-            for method in METHODS:
-                extra = {"n_orders": elo_orders} if method == "elo" else {}
-                intervals = bootstrap(rated, rater=method, rounds=rounds, seed=seed, level=level, **extra)
-                out += [RatingRow(judge, dimension, category, method, model, iv.point, iv.low, iv.high, iv.level,
-                                  counts.get(model, 0)) for model, iv in intervals.items()]
-            if baseline is not None and baseline in rated.models:  # AlpacaEval-style
-                rates = win_rate_against(rated, baseline, rounds=rounds, seed=seed, level=level)
-                out += [RatingRow(judge, dimension, category, "win_rate", model, iv.point, iv.low, iv.high,
-                                  iv.level, counts.get(model, 0)) for model, iv in rates.items()]
-                out += _length_controlled(judge, dimension, category, chosen, baseline)
+    for i, t in enumerate(tables):
+        for method in METHODS:
+            out += [RatingRow(t.judge_name, t.dimension, t.category, method, model, iv.point, iv.low, iv.high,
+                              iv.level, t.counts.get(model, 0)) for model, iv in by_method[method][i].items()]
+        if baseline is not None and baseline in t.rated.models:  # AlpacaEval-style
+            rates = win_rate_against(t.rated, baseline, rounds=rounds, seed=seed, level=level)
+            out += [RatingRow(t.judge_name, t.dimension, t.category, "win_rate", model, iv.point, iv.low, iv.high,
+                              iv.level, t.counts.get(model, 0)) for model, iv in rates.items()]
+            out += _length_controlled(t.judge_name, t.dimension, t.category, t.battles, baseline)
     return out
 
 

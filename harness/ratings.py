@@ -8,7 +8,8 @@ Conventions are FastChat's Chatbot Arena ones (fastchat/serve/monitor/elo_analys
 docstring says otherwise: a rating R means P(a beats b) = 1 / (1 + base ** ((R_b - R_a) / scale)),
 and a tie counts as half a win for each side. BT works on an aggregate of the battles, the
 distinct (a, b, outcome, weight) "cells" and their counts, so a fit or a bootstrap round costs the
-same for a thousand battles as for ten million.
+same for a thousand battles as for ten million. The vectorised engines (every bootstrap round of BT
+in one batched Newton fit, every Elo run side by side) are in harness.ratings_batched.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import expit
+
+from harness import ratings_batched
+from harness.ratings_batched import EloRuns, fit_bt, run_elo
 
 _SCORE_OF_WINNER = {"model_a": 1.0, "a": 1.0, "model_b": 0.0, "b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
@@ -131,12 +134,21 @@ def elo(
     if n_orders == 1:
         ratings = _elo_in_order(battles, k, base, scale, initial)
     else:
-        rng = np.random.default_rng(seed)
-        order = np.tile(np.arange(len(battles), dtype=np.int32), (n_orders, 1))
-        by_step = np.ascontiguousarray(rng.permuted(order, axis=1).T)  # row t: battle t of each order
-        ratings = _elo_batched(battles, by_step.__getitem__, len(battles), n_orders, k, base, scale, initial)
-        ratings = ratings.mean(axis=0)
+        ratings = run_elo([_shuffled_orders(battles, n_orders, seed)], k, base, scale, initial)[0].mean(axis=0)
     return dict(zip(battles.models, map(float, ratings)))
+
+
+def _shuffled_orders(battles: Battles, n_orders: int, seed: int) -> EloRuns:
+    """n_orders runs, each over every battle once in its own random order drawn from `seed`."""
+    orders = np.tile(np.arange(len(battles), dtype=np.int32), (n_orders, 1))  # row r: run r's battles
+    np.random.default_rng(seed).permuted(orders, axis=1, out=orders)
+    by_step = np.ascontiguousarray(orders.T)  # row t: battle t of each run, as run_elo reads them
+    return _runs(battles, n_orders, lambda start, stop: by_step[start:stop])
+
+
+def _runs(battles: Battles, width: int, draws: Callable[[int, int], np.ndarray]) -> EloRuns:
+    return EloRuns(battles.a, battles.b, battles.score_a, battles.weight, len(battles.models), width, len(battles),
+                   draws)
 
 
 def _elo_in_order(battles: Battles, k, base, scale, initial) -> list[float]:
@@ -152,109 +164,11 @@ def _elo_in_order(battles: Battles, k, base, scale, initial) -> list[float]:
     return ratings
 
 
-def _elo_batched(
-    battles: Battles, battles_at: Callable[[int], np.ndarray], n_steps: int, width: int, k, base, scale, initial
-) -> np.ndarray:
-    """`width` independent online-Elo runs side by side, as a (width, n_models) array.
-
-    At step t, run r plays battle battles_at(t)[r]. One numpy step serves every run, so a thousand
-    bootstrap rounds cost about as much Python overhead as one.
-    """
-    n_models = len(battles.models)
-    ratings = np.full(width * n_models, float(initial))  # flat: run r, model m at r * n_models + m
-    offset = np.arange(width) * n_models
-    for t in range(n_steps):
-        i = battles_at(t)
-        ia, ib = offset + battles.a[i], offset + battles.b[i]
-        ra, rb = ratings[ia], ratings[ib]
-        ea = 1 / (1 + base ** ((rb - ra) / scale))
-        eb = 1 / (1 + base ** ((ra - rb) / scale))
-        step = k * battles.weight[i]
-        s = battles.score_a[i]
-        ratings[ia] = ra + step * (s - ea)  # a != b within a battle, so the two writes never collide
-        ratings[ib] = rb + step * (1 - s - eb)
-    return ratings.reshape(width, n_models)
-
-
 # --- Bradley-Terry --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Cells:
-    """The distinct kinds of battle and how many of each, with each battle turned so that its
-    lower-indexed model comes first: all BT and win rates need from the rows."""
-
-    pair: np.ndarray  # index into `lo`/`hi` of each cell's (unordered) model pair
-    lo: np.ndarray  # per pair: the lower model index
-    hi: np.ndarray  # per pair: the higher model index
-    score_lo: np.ndarray  # per cell: the lower-indexed model's score
-    weight: np.ndarray  # per cell: the battle weight
-    count: np.ndarray  # per cell: how many battles of this kind
-
-    def pair_totals(self, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(total weight, weight won by `lo`) per pair, for cell counts `count`."""
-        played = count * self.weight
-        n = len(self.lo)
-        return np.bincount(self.pair, played, n), np.bincount(self.pair, played * self.score_lo, n)
-
-
-def _cells(battles: Battles) -> _Cells:
-    n_models = len(battles.models)
-    swap = battles.a > battles.b
-    lo, hi = np.where(swap, battles.b, battles.a), np.where(swap, battles.a, battles.b)
-    outcome = np.rint(np.where(swap, 1 - battles.score_a, battles.score_a) * 2).astype(np.int64)  # 0, 1, 2
-    weights, weight_index = np.unique(battles.weight, return_inverse=True)
-    # One integer per battle kind: np.unique on it is a single 1-D sort.
-    key = ((lo.astype(np.int64) * n_models + hi) * 3 + outcome) * len(weights) + weight_index
-    keys, count = np.unique(key, return_counts=True)
-    weight_index, rest = keys % len(weights), keys // len(weights)
-    outcome, pair_key = rest % 3, rest // 3
-    pair_keys, pair = np.unique(pair_key, return_inverse=True)
-    return _Cells(
-        pair=pair.reshape(-1),
-        lo=pair_keys // n_models,
-        hi=pair_keys % n_models,
-        score_lo=outcome / 2.0,
-        weight=weights[weight_index],
-        count=count.astype(np.float64),
-    )
-
-
-def _fit_bt(cells: _Cells, count: np.ndarray, n_models: int, l2: float, start: np.ndarray | None = None) -> np.ndarray:
-    """Natural-scale BT strengths (log-odds units, mean 0) maximising the weighted likelihood
-    sum over pairs of won * log p + lost * log(1 - p), p = sigmoid(theta_lo - theta_hi), minus
-    l2 / 2 * |theta|^2.
-
-    Newton steps in a trust region (scipy's trust-exact) with the analytic gradient and Hessian, an
-    n_models x n_models weighted graph Laplacian: 2-6 iterations. L-BFGS-B needs 7-10 here, but
-    scipy's makes a multithreaded OpenBLAS call per iteration, which on a busy 2-core machine cost
-    40-60 ms per fit against about 1 ms for this.
-    """
-    total, won = cells.pair_totals(count)
-    norm = total.sum() or 1.0  # a per-battle objective, so the tolerance means the same at any size
-    lo, hi = cells.lo, cells.hi
-
-    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        d = theta[lo] - theta[hi]
-        # -log sigmoid(d) == logaddexp(0, -d): finite even when one model wins every battle
-        loss = np.dot(won, np.logaddexp(0.0, -d)) + np.dot(total - won, np.logaddexp(0.0, d))
-        residual = total * expit(d) - won  # d loss / d d
-        grad = np.bincount(lo, residual, n_models) - np.bincount(hi, residual, n_models)
-        return (loss + 0.5 * l2 * theta @ theta) / norm, (grad + l2 * theta) / norm
-
-    def hessian(theta: np.ndarray) -> np.ndarray:
-        d = theta[lo] - theta[hi]
-        curvature = total * expit(d) * expit(-d)
-        h = np.zeros((n_models, n_models))
-        h[lo, hi] = h[hi, lo] = -curvature  # each unordered pair occurs once
-        h[np.diag_indices(n_models)] = np.bincount(lo, curvature, n_models) + np.bincount(hi, curvature, n_models) + l2
-        return h / norm
-
-    x0 = np.zeros(n_models) if start is None else start
-    result = minimize(loss_and_grad, x0, jac=True, hess=hessian, method="trust-exact",
-                      options={"gtol": 1e-10, "maxiter": 200})
-    # Adding a constant to every strength leaves the likelihood unchanged; pin the mean at 0.
-    return result.x - result.x.mean()
+def _cells(battles: Battles) -> ratings_batched.Cells:
+    return ratings_batched.cells(battles.a, battles.b, battles.score_a, battles.weight, len(battles.models))
 
 
 def _l2_strength(penalty_c: float | None, base: float) -> float:
@@ -295,7 +209,7 @@ def bradley_terry(
     10,000. None fits the unpenalised MLE, as FastChat's newer scipy-based fit does.
     """
     cells = _cells(battles)
-    theta = _fit_bt(cells, cells.count, len(battles.models), _l2_strength(penalty_c, base))
+    theta = fit_bt(cells, cells.count, len(battles.models), _l2_strength(penalty_c, base))
     ratings = _to_ratings(theta, battles.models, scale, base, initial, anchor)
     return dict(zip(battles.models, map(float, ratings)))
 
@@ -314,47 +228,74 @@ def bootstrap(
 
     BT draws each round's counts of the distinct battle kinds from a multinomial with the observed
     frequencies: the same distribution as resampling rows, at a cost per round that does not grow
-    with the number of battles, and each round's fit starts from the full-data optimum.
+    with the number of battles; all rounds are fitted together by one batched Newton iteration
+    that starts from the full-data optimum.
     Elo replays each round's resampled battles in their drawn (random) order, as FastChat's
     `get_bootstrap_result` does; all rounds advance together in one vectorised loop, so the cost is
     about len(battles) numpy steps whatever `rounds` is. The Elo point uses `elo(battles, **kw)`.
     """
+    return bootstrap_many([battles], rater, rounds, seed, level, **kw)[0]
+
+
+def bootstrap_many(
+    panels: Sequence[Battles], rater: str = "bt", rounds: int = 1000, seed: int = 0, level: float = 0.95, **kw
+) -> list[dict[str, Interval]]:
+    """`bootstrap` of each set of battles in `panels` (e.g. a board's judges, dimensions and
+    categories), each resampled by its own generator seeded by `seed`: the same numbers as calling
+    `bootstrap` once per panel. Elo runs the rounds and shuffled orders of every panel side by side
+    in a single vectorised loop, so a board costs about as many numpy steps as its largest panel
+    has battles, not the sum over panels."""
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
-    if rounds < 1 or len(battles) == 0:
+    if rounds < 1 or any(len(battles) == 0 for battles in panels):
         raise ValueError("bootstrap needs rounds >= 1 and at least one battle")
-    rng = np.random.default_rng(seed)
     if rater == "bt":
-        point, samples = _bootstrap_bt(battles, rounds, rng, **kw)
+        results = [_bootstrap_bt(battles, rounds, np.random.default_rng(seed), **kw) for battles in panels]
     elif rater == "elo":
-        point, samples = _bootstrap_elo(battles, rounds, rng, **kw)
+        results = _bootstrap_elo(panels, rounds, seed, **kw)
     else:
         raise ValueError(f"unknown rater {rater!r} (expected 'bt' or 'elo')")
-    low, high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return {
-        name: Interval(float(point[m]), float(low[m]), float(high[m]), level)
-        for m, name in enumerate(battles.models)
-    }
+    out = []
+    for battles, (point, samples) in zip(panels, results):
+        low, high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        out.append({name: Interval(float(point[m]), float(low[m]), float(high[m]), level)
+                    for m, name in enumerate(battles.models)})
+    return out
 
 
 def _bootstrap_bt(battles, rounds, rng, scale=400, base=10, initial=1000, anchor=None, penalty_c=1.0):
+    """(point, (rounds, models) samples) of BT ratings; rng draws the rounds' multinomial counts."""
     cells, n_models = _cells(battles), len(battles.models)
     l2 = _l2_strength(penalty_c, base)
-    theta = _fit_bt(cells, cells.count, n_models, l2)
+    theta = fit_bt(cells, cells.count, n_models, l2)
     n = int(cells.count.sum())
-    frequency = cells.count / n
-    samples = np.empty((rounds, n_models))
-    for r in range(rounds):
-        samples[r] = _fit_bt(cells, rng.multinomial(n, frequency).astype(np.float64), n_models, l2, theta)
+    counts = rng.multinomial(n, cells.count / n, size=rounds).astype(np.float64)  # row r: round r's draw
+    samples = fit_bt(cells, counts, n_models, l2, start=theta)
     to_ratings = lambda t: _to_ratings(t, battles.models, scale, base, initial, anchor)  # noqa: E731
     return to_ratings(theta), to_ratings(samples)
 
 
-def _bootstrap_elo(battles, rounds, rng, k=4, base=10, scale=400, initial=1000, n_orders=1, seed=0):
-    point = elo(battles, k, base, scale, initial, n_orders, seed)
-    n = len(battles)
-    samples = _elo_batched(battles, lambda t: rng.integers(0, n, rounds), n, rounds, k, base, scale, initial)
-    return np.array([point[name] for name in battles.models]), samples
+def _bootstrap_elo(panels, rounds, seed, k=4, base=10, scale=400, initial=1000, n_orders=1, order_seed=0):
+    """Per panel (point, (rounds, models) samples) of Elo ratings: one `run_elo` over every panel's
+    bootstrap rounds (and, for n_orders > 1, the shuffled orders of its point estimate)."""
+    groups = []
+    for battles in panels:
+        rng, n = np.random.default_rng(seed), len(battles)
+        # Round r plays battle draws[t, r] at step t: the same stream as one draw of all rounds a step.
+        draws = lambda start, stop, rng=rng, n=n: rng.integers(0, n, (stop - start, rounds))  # noqa: E731
+        groups.append(_runs(battles, rounds, draws))
+        if n_orders > 1:
+            groups.append(_shuffled_orders(battles, n_orders, order_seed))
+    finals = run_elo(groups, k, base, scale, initial)
+    results, at = [], 0
+    for battles in panels:
+        samples = finals[at]
+        if n_orders > 1:
+            point, at = finals[at + 1].mean(axis=0), at + 2
+        else:
+            point, at = np.array(_elo_in_order(battles, k, base, scale, initial)), at + 1
+        results.append((point, samples))
+    return results
 
 
 # --- win rates ------------------------------------------------------------------------------------
@@ -458,20 +399,64 @@ def length_controlled_win_rate(
 
 
 def _l1_logistic(x: np.ndarray, s: np.ndarray, c: float) -> np.ndarray:
-    """argmin c * soft-label log-loss + |theta|_1, written as theta = u - v with u, v >= 0 so the
-    non-smooth |theta|_1 becomes sum(u + v) and L-BFGS-B's bounds handle it exactly."""
+    """argmin F(theta) = c * soft-label log-loss + |theta|_1, by proximal Newton (glmnet's scheme):
+    each step minimises the loss's quadratic model plus the exact |theta|_1 by coordinate descent
+    (p is 2 or 3, so a sweep is a few scalar operations), then backtracks until F drops enough.
+    It stops once a step moves no coefficient by more than 1e-13, the optimum to rounding.
+
+    No scipy L-BFGS-B: its Fortran makes OpenBLAS calls that, on a busy 2-core machine, cost ~50 ms
+    a fit in thread wake-ups against ~1 ms for this; a board fits one per model and category."""
     p = x.shape[1]
-    norm = c * len(s)
 
-    def objective(uv: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = x @ (uv[:p] - uv[p:])
-        loss = c * (np.dot(s, np.logaddexp(0.0, -eta)) + np.dot(1 - s, np.logaddexp(0.0, eta)))
-        g = c * (x.T @ (expit(eta) - s))
-        return (loss + uv.sum()) / norm, np.concatenate([g + 1, 1 - g]) / norm
+    # einsum, not @: a matrix product here is an OpenBLAS call (see above)
+    def objective(theta: np.ndarray) -> float:
+        eta = np.einsum("ij,j->i", x, theta)
+        return float(c * (s * np.logaddexp(0.0, -eta) + (1 - s) * np.logaddexp(0.0, eta)).sum()
+                     + np.abs(theta).sum())
 
-    result = minimize(objective, np.zeros(2 * p), jac=True, method="L-BFGS-B", bounds=[(0, None)] * (2 * p),
-                      options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15})
-    return result.x[:p] - result.x[p:]
+    theta = np.zeros(p)
+    value = objective(theta)
+    for _ in range(200):
+        sigma = expit(np.einsum("ij,j->i", x, theta))
+        gradient = c * np.einsum("ij,i->j", x, sigma - s)
+        hessian = c * np.einsum("ij,i,ik->jk", x, sigma * (1 - sigma), x) + 1e-12 * np.eye(p)
+        target = _l1_quadratic(gradient, hessian, theta)
+        step = target - theta
+        # F's decrease predicted by the model, < 0 unless theta is already optimal
+        predicted = float((gradient * step).sum()) + np.abs(target).sum() - np.abs(theta).sum()
+        t = 1.0
+        while t > 1e-10:
+            trial = theta + t * step
+            trial_value = objective(trial)
+            if trial_value <= value + 0.25 * t * predicted:
+                break
+            t /= 2
+        else:
+            break  # no descent left at rounding level
+        theta, value = trial, trial_value
+        if np.abs(t * step).max() <= 1e-13:
+            break
+    return theta
+
+
+def _l1_quadratic(gradient: np.ndarray, hessian: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """argmin over v of gradient . (v - theta) + (v - theta) H (v - theta) / 2 + |v|_1, by cyclic
+    coordinate descent: each coordinate's one-dimensional problem is solved exactly (soft
+    thresholding), and sweeps repeat until a sweep changes nothing beyond 1e-16 relative."""
+    v = theta.astype(float)
+    g, h, t0 = gradient.tolist(), hessian.tolist(), theta.tolist()
+    vs = v.tolist()
+    for _ in range(10_000):
+        change = 0.0
+        for j in range(len(vs)):
+            # coefficient of v_j in the model with the other coordinates held: b v_j + h_jj v_j^2 / 2 + |v_j|
+            b = g[j] + sum(h[j][k] * (vs[k] - t0[k]) for k in range(len(vs)) if k != j) - h[j][j] * t0[j]
+            new = -math.copysign(max(abs(b) - 1.0, 0.0), b) / h[j][j]
+            change = max(change, abs(new - vs[j]))
+            vs[j] = new
+        if change <= 1e-16 * (1.0 + max(map(abs, vs))):
+            break
+    return np.array(vs)
 
 
 # --- single grades --------------------------------------------------------------------------------
