@@ -92,6 +92,23 @@ def test_changed_settings_are_a_new_result(stored, shared_data):
     assert unit.key("mmlu_subset") not in stored_keys
 
 
+def test_a_stored_task_is_checked_from_its_rows_and_loaded_only_to_run(stored, shared_data):
+    """A task whose content the store has seen is not loaded while planning: its output types come
+    from its stored rows (so a chat API is still refused a loglikelihood task), and lm-eval loads
+    it only for a unit that must run."""
+    suite, store, _ = stored
+    changed = suite.model_copy(update={"closed_set": [mmlu(shared_data, limit=4)]})
+    [unit] = plan_closed(changed, Path("."), store=store)
+    assert not unit.cached and unit.loaded is None
+    closed_run._load([unit])
+    assert sorted(unit.loaded["tasks"]) == ["mmlu_subset"]
+
+    chat = {"name": "chat", "backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+    with_chat = suite.model_copy(update={"models": [*suite.models, chat]})
+    with pytest.raises(ConfigError, match="cannot score loglikelihood task 'mmlu_subset'"):
+        plan_closed(Suite.model_validate(with_chat.model_dump()), Path("."), store=store)
+
+
 @pytest.mark.slow
 def test_stored_accuracy_equals_the_lm_eval_cli(stored, tmp_path):
     """The reproduce command stored with a result, run as the real `lm_eval` CLI, prints the same number."""

@@ -242,8 +242,23 @@ def test_llm_judge_checks_the_protocol_not_an_attribute_name(scripted):
 def _cuda(monkeypatch, available: bool, mps: bool = False):
     import torch
 
+    import harness.models.device as device
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    # a machine with a GPU has its driver's device node; "/" stands in for one that exists
+    monkeypatch.setattr(device, "_GPU_NODES", ("/",) if available or mps else ())
+
+
+def test_auto_on_a_linux_machine_without_gpu_device_nodes_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.models.device as d; d._GPU_NODES = (); "
+            "print(d.resolve_device('auto', 'm'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    expected = "cpu False" if sys.platform.startswith("linux") else None
+    assert expected is None or out.stdout.strip() == expected, out.stdout + out.stderr
 
 
 def test_auto_resolves_to_what_torch_sees():

@@ -2,7 +2,8 @@
 
 Everything that can be checked is checked before the first model loads: task names, data files,
 and whether each backend can score each task type. A (model, task) result is keyed by the model's
-fingerprint, the task's content hash and the settings, so a rerun finds it and calls nothing.
+fingerprint, the task's content hash (harness.closed.tasks, computed without lm-eval) and the
+settings, so a rerun finds it, calls nothing and does not even import lm-eval.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.closed.backends import LM_EVAL_MODEL, check_compatible, cli_command, open_lm, probe_prompt_logprobs
-from harness.closed.tasks import ClosedTask, load_task, materialize, needs_loglikelihood, task_hash, task_manager
+from harness.closed.tasks import (ClosedTask, load_task, materialize, needs_loglikelihood, output_types,
+                                  task_manager)
 from harness.config import Suite
+from harness.errors import MissingExtraError
 from harness.models.base import create_backend, stable_hash
 from harness.runner import Progress, _Silent, recorded_run
 from harness.store import Store
@@ -30,17 +33,18 @@ class _Unit:
 
     spec: Any
     task: ClosedTask
-    loaded: dict
     fingerprint: str
     settings: dict
-    task_hash: str
+    loaded: dict | None = None  # lm-eval's {"tasks": {leaf: Task}}: loaded only when it must run
+    cached: bool = False  # the store holds its results (planned with a store)
+
+    @property
+    def task_hash(self) -> str:
+        return self.task.hash
 
     def key(self, leaf: str) -> str:
         return stable_hash({"model": self.fingerprint, "task": self.task.spec.task, "leaf": leaf,
                             "task_hash": self.task_hash, "settings": self.settings})
-
-    def keys(self) -> list[str]:
-        return [self.key(leaf) for leaf in sorted(self.loaded["tasks"])]
 
 
 @dataclass
@@ -65,30 +69,59 @@ class ClosedSummary:
         return sum(r.cached for r in self.results)
 
 
-def plan_closed(suite: Suite, base_dir: Path, source: str | None = None) -> list[_Unit]:
-    """Validate every task and backend pairing; no model is loaded, no request sent."""
+def plan_closed(suite: Suite, base_dir: Path, source: str | None = None,
+                store: Store | None = None) -> list[_Unit]:
+    """Validate every task and backend pairing; no model is loaded, no request sent.
+
+    With `store`, each unit says whether its results are stored (`cached`), and a task whose
+    content hash the store has seen is not loaded through lm-eval: it was checked when it ran, and
+    its output types are in its stored rows. So a fully cached plan never imports lm-eval."""
     if not suite.closed_set:
         return []
     source = source or f"suite '{suite.name}'"
     tasks = [materialize(spec, i, base_dir, source) for i, spec in enumerate(suite.closed_set)]
-    manager = task_manager(tasks)
+    stored = _stored_rows(store, tasks)
+    # First sight of a task's content: lm-eval checks its name and data now, before any model is
+    # resolved (resolving a catalog model may convert it, which is slow). One TaskManager for all.
+    fresh = [task for task in tasks if task.hash not in stored]
+    manager = task_manager(fresh) if fresh else None
     units = []
     for task in tasks:
-        loaded = load_task(manager, task)
-        loglikelihood = needs_loglikelihood(loaded)
+        rows = stored.get(task.hash, [])
+        loaded = None if rows else load_task(manager, task)
+        types = output_types(loaded) if loaded else {r[3] for r in rows}
         for spec in suite.models:
             if task.spec.models is not None and spec.name not in task.spec.models:
                 continue
-            check_compatible(spec, task.where, task.spec.task, loglikelihood)
-            units.append(_Unit(spec, task, loaded, "", _settings(task, spec), task_hash(loaded)))
+            check_compatible(spec, task.where, task.spec.task, needs_loglikelihood(types))
+            units.append(_Unit(spec, task, "", _settings(task, spec), loaded))
     for unit in units:  # after every check: resolving a catalog model may convert it (slow)
         unit.fingerprint = _fingerprint(unit.spec)
+        # A unit's leaves are written in one transaction (_evaluate), so one stored leaf under its
+        # key means all are: the check needs no leaf names, hence no lm-eval.
+        unit.cached = any(key == unit.key(leaf) for _, key, leaf, _ in stored.get(unit.task_hash, []))
     return units
+
+
+def _stored_rows(store: Store | None, tasks: list[ClosedTask]) -> dict[str, list[tuple]]:
+    """task hash -> its stored (task_hash, result_key, leaf, output_type) rows."""
+    if store is None:
+        return {}
+    with store.read() as con:
+        rows = cq.stored_results(con, sorted({t.hash for t in tasks}))
+    by_hash: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_hash.setdefault(row[0], []).append(row)
+    return by_hash
 
 
 def _settings(task: ClosedTask, spec) -> dict:
     import importlib.metadata
 
+    try:  # read from the installed package's metadata: no lm-eval import
+        version = importlib.metadata.version("lm_eval")
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingExtraError("lmeval", "lm-eval") from None
     return {
         "num_fewshot": task.spec.num_fewshot,
         "limit": task.spec.limit,
@@ -96,7 +129,7 @@ def _settings(task: ClosedTask, spec) -> dict:
         # chat APIs take messages, so local-chat-completions always applies the server's template
         "apply_chat_template": task.spec.apply_chat_template or spec.backend == "openai",
         "max_gen_toks": task.spec.max_gen_toks if task.spec.template == "numeric" else None,
-        "lm_eval_version": importlib.metadata.version("lm_eval"),
+        "lm_eval_version": version,
     }
 
 
@@ -115,16 +148,14 @@ def run_closed(suite: Suite, base_dir: Path, store: Store, progress: Progress | 
     Relative paths resolve against `base_dir`; `source` (the suite file) names it in errors;
     `servers` maps vllm model names to the base URL of a server already running for them."""
     progress = progress or _Silent()
-    units = plan_closed(suite, base_dir, source)
+    units = plan_closed(suite, base_dir, source, store)
     summary = ClosedSummary(run_id=uuid.uuid4().hex[:12])
-    if not units:
-        return summary
-    with store.read() as con:
-        stored = cq.stored_keys(con, [k for u in units for k in u.keys()])
-    todo = [u for u in units if force or not set(u.keys()) <= stored]
-    summary.results += [ClosedResult(u.spec.name, u.task.spec.task, cached=True) for u in units if u not in todo]
+    todo = [u for u in units if force or not u.cached]
+    summary.results += [ClosedResult(u.spec.name, u.task.spec.task, cached=True)
+                        for u in units if u.cached and not force]
     if not todo:
         return summary
+    _load(todo)
 
     def totals() -> dict:
         done = sum(not r.cached for r in summary.results)
@@ -137,6 +168,19 @@ def run_closed(suite: Suite, base_dir: Path, store: Store, progress: Progress | 
             _run_group(group, suite.name, store, summary, progress, (servers or {}).get(group[0].spec.name))
     summary.wall_s = record["wall_s"]
     return summary
+
+
+def _load(units: list[_Unit]) -> None:
+    """lm-eval loads the tasks that must run and that the plan did not load (seen before, under
+    another model or settings); one TaskManager for them all, before any model loads."""
+    tasks = {id(u.task): u.task for u in units if u.loaded is None}
+    if not tasks:
+        return
+    manager = task_manager(list(tasks.values()))
+    loaded = {key: load_task(manager, task) for key, task in tasks.items()}
+    for unit in units:
+        if unit.loaded is None:
+            unit.loaded = loaded[id(unit.task)]
 
 
 def _by_model_and_batch(units: list[_Unit]) -> list[list[_Unit]]:
@@ -152,7 +196,7 @@ def _run_group(units: list[_Unit], suite_name: str, store: Store, summary: Close
     spec = units[0].spec
     with open_lm(spec, units[0].settings["batch_size"], base_url) as lm:
         for unit in units:
-            if spec.backend == "vllm" and needs_loglikelihood(unit.loaded):
+            if spec.backend == "vllm" and needs_loglikelihood(output_types(unit.loaded)):
                 probe_prompt_logprobs(lm)
             summary.results.append(_evaluate(unit, lm, suite_name, store, summary.run_id))
             progress.advance(1)

@@ -3,9 +3,17 @@ the trainers, so a spec means the same hardware everywhere."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from harness.errors import ConfigError, MissingExtraError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+# Device nodes a Linux GPU driver creates (NVIDIA, WSL's GPU bridge, AMD ROCm); without any, torch
+# cannot see a GPU either.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
 
 
 def resolve_device(requested: str, model_name: str) -> str:
@@ -16,6 +24,8 @@ def resolve_device(requested: str, model_name: str) -> str:
         return "cpu"  # no torch import: cheap on CPU-only machines and for cached reruns
     if requested not in DEVICES:
         raise ConfigError(f"model '{model_name}': device: {requested!r} is not one of {', '.join(DEVICES)}")
+    if requested == "auto" and sys.platform.startswith("linux") and not any(map(os.path.exists, _GPU_NODES)):
+        return "cpu"  # no GPU device node: no torch import (2-3 s) just to learn that, e.g. on a cached rerun
     try:
         import torch
     except ImportError:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from harness.store import Store
 
 
-def stored_keys(con, keys: list[str]) -> set[str]:
-    if not keys:
-        return set()
-    rows = con.execute("SELECT result_key FROM closed_tasks WHERE list_contains(?, result_key)", [keys])
-    return {k for (k,) in rows.fetchall()}
+def stored_results(con, task_hashes: list[str]) -> list[tuple[str, str, str, str]]:
+    """(task_hash, result_key, task, output_type) of every stored result of these task hashes:
+    enough to tell which units are stored and what their tasks score, without lm-eval."""
+    if not task_hashes:
+        return []
+    return con.execute("SELECT task_hash, result_key, task, output_type FROM closed_tasks"
+                       " WHERE list_contains(?, task_hash) ORDER BY result_key", [task_hashes]).fetchall()
 
 
 def insert_result(con, task_row: dict, metric_rows: list[tuple], sample_rows: list[tuple]) -> None:
