@@ -74,7 +74,7 @@ def test_replicas_spread_requests(vllm_backend):
 
 def test_runner_survives_faulty_replies_without_duplicates(vllm_backend, tmp_path):
     url = vllm_backend.server.base_url.removesuffix("/v1")
-    suite = Suite(name="faults", models=[openai_spec("placeholder", timeout_s=4.0, max_retries=8)],
+    suite = Suite(name="faults", models=[openai_spec("http://127.0.0.1:9/v1", timeout_s=4.0, max_retries=8)],
                   sets=[SetSpec(name="quickstart")], generation={"default": {"max_new_tokens": 12}})
     store = Store(tmp_path / "h.duckdb")
     with FaultProxy(url, rate=0.2, seed=1, hang_s=6.0) as proxy:
@@ -96,7 +96,7 @@ def test_runner_survives_faulty_replies_without_duplicates(vllm_backend, tmp_pat
 
 def test_failures_are_counted_then_filled_by_a_rerun(vllm_backend, tmp_path):
     url = vllm_backend.server.base_url.removesuffix("/v1")
-    spec = openai_spec("placeholder", max_retries=1)
+    spec = openai_spec("http://127.0.0.1:9/v1", max_retries=1)
     suite = Suite(name="fail", models=[spec], sets=[SetSpec(name="quickstart", categories=["writing"])],
                   generation={"default": {"max_new_tokens": 8}})
     store = Store(tmp_path / "h.duckdb")
@@ -122,7 +122,7 @@ def test_prompt_judge_through_the_real_server_stores_both_orders_and_caches(vllm
 
     suite = Suite(name="judged", models=[HFModelSpec(name=n, model=f"scripted-{n}") for n in ("a", "bb")],
                   sets=[SetSpec(name="quickstart", categories=["math"], limit=2)],
-                  judges=[JudgeSpec(name="smol-judge", model=openai_spec("unused"), max_new_tokens=48)])
+                  judges=[JudgeSpec(name="smol-judge", model=openai_spec("http://127.0.0.1:9/v1"), max_new_tokens=48)])
     store = Store(tmp_path / "h.duckdb")
     run_suite(suite, store, backends={"a": scripted("a"), "bb": scripted("bb")})
 
