@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import httpx
+
+from tests.stub_server import JSONHandler
 
 FAULTS = ("429", "500", "garbage", "truncated", "hang")
 
@@ -58,20 +59,7 @@ class FaultProxy:
     def _handler(self):
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 reply = httpx.get(proxy.upstream + self.path, timeout=30)
                 self._send(reply.status_code, reply.content)
@@ -79,15 +67,7 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fault = proxy._choose(body)
-                if fault == "429":
-                    return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
-                if fault == "500":
-                    return self._send(500, b'{"error": "internal"}')
-                if fault == "garbage":
-                    return self._send(200, b"<html>upstream exploded</html>")
-                if fault == "hang":
-                    time.sleep(proxy.hang_s)  # longer than the client's timeout
-                    self.close_connection = True
+                if self.send_fault(fault, proxy.hang_s):
                     return None
                 reply = httpx.post(proxy.upstream + self.path, content=body, timeout=300,
                                    headers={"Content-Type": "application/json"})

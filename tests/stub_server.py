@@ -100,6 +100,40 @@ def call_key(body: dict) -> str:
 MODELS_JSON = json.dumps({"object": "list", "data": [{"id": "stub"}]}).encode()
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """What the stub and tests/fault_proxy.py share: JSON replies and the faults they inject."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_fault(self, fault: str | None, hang_s: float) -> bool:
+        """Answer with `fault` and return True; False for no fault or 'truncated' (the caller cuts
+        its real reply in half)."""
+        if fault == "429":
+            self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
+        elif fault == "500":
+            self._send(500, b'{"error": "internal"}')
+        elif fault == "garbage":
+            self._send(200, b"<html>upstream exploded</html>")
+        elif fault in ("hang", "drop"):
+            if fault == "hang":
+                time.sleep(hang_s)  # the server is slow: longer than the client's timeout
+            self.close_connection = True
+        else:
+            return False
+        return True
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         """A client killed mid-request (the kill -9 tests) resets its connection: expected, not news."""
@@ -169,20 +203,7 @@ class StubServer:
     def _handler(self):
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     return self._send(200, MODELS_JSON)
@@ -197,16 +218,7 @@ class StubServer:
                 if isinstance(fault, int):
                     auth = self.headers.get("Authorization", "")
                     return self._send(fault, json.dumps({"error": f"refused request with {auth}"}).encode())
-                if fault == "429":
-                    return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
-                if fault == "500":
-                    return self._send(500, b'{"error": "internal"}')
-                if fault == "garbage":
-                    return self._send(200, b"<html>upstream exploded</html>")
-                if fault in ("hang", "drop"):
-                    if fault == "hang":
-                        time.sleep(stub.hang_s)  # the server is slow: longer than the client's timeout
-                    self.close_connection = True
+                if self.send_fault(fault, stub.hang_s):
                     return None
                 kind, text = stub.reply_text(body.get("model", ""), body["messages"])
                 reply = completion_json(body.get("model", ""), text, len(raw))
