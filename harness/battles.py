@@ -31,7 +31,7 @@ HUMAN_PREFIX = "human:"
 Selection = Filters
 
 
-def _people(selection: Selection) -> Filters:
+def people_selection(selection: Selection) -> Filters:
     """The same selection over people's verdicts (any person, whatever judges it names)."""
     return replace(selection, judges=None, humans=True)
 
@@ -70,7 +70,7 @@ def counted_rows(store: Store, selection: Selection = Selection()) -> list[Judgm
 def human_rows(store: Store, selection: Selection = Selection()) -> list[JudgmentRow]:
     """People's verdicts that count: one per person and battle (their latest), parsed only."""
     with store.read() as con:
-        return [row for row in map(_row, sql.counted_rows(con, _people(selection))) if row.verdict]
+        return [row for row in map(_row, sql.counted_rows(con, people_selection(selection))) if row.verdict]
 
 
 def _check(policy: str) -> None:

@@ -1,5 +1,8 @@
 """What the app reads: every number that comes from judgments comes from harness.battles, under
 the suite's own merge policy, so a page can never disagree with `harness ratings` or another page.
+Totals over many battles (matrices, flags, agreement, reliability) are added up in SQL over that
+rule's own queries (harness.store.views), and a page reads only the questions or battles it shows,
+so a first render stays quick on a million judgments; tests/test_app.py pins each to the Python path.
 
 Every function takes a Store (open it with `open_for_viewing`, which never migrates or writes)
 and returns rows as dicts or small dataclasses; no streamlit and no pandas here. Battle views take
@@ -9,12 +12,12 @@ the suite name as stored by its runs: its judges, sets and merge policy come fro
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from harness.battles import Selection, battles_fast, counted, counted_rows, for_suite, human_rows
+from harness.battles import Selection, battles_fast, counted, for_suite, human_rows, people_selection
 from harness.config import Suite
-from harness.leaderboard import rate, win_rate_of
+from harness.leaderboard import rate
 from harness.models.base import stable_hash
 from harness.store import Store
 from harness.store import views as reads
@@ -22,6 +25,7 @@ from harness.store.judge_eval import judge_eval_results  # noqa: F401 (the app's
 from harness.store.ratings import latest_ratings  # noqa: F401 (the precomputed board)
 from harness.store.views import filter_options, lineage, question_pairs, runs  # noqa: F401
 from judges.merge import Battle
+from judges.reliability import Reliability
 
 HUMAN_PREFIX = reads.HUMAN_PREFIX
 APP_LOCK_WAIT_S = 2.0  # the app shows its last data rather than wait 30 s for a busy file
@@ -60,13 +64,15 @@ def closed_metrics(store: Store, suite: str | None = None) -> list[dict]:
 
 
 # --- battles of a suite ----------------------------------------------------------------------------
-def _selection(store: Store, suite: str, judge=None, dimension=None, set_name=None, category=None
-               ) -> tuple[Selection, str]:
+def _selection(store: Store, suite: str, judge=None, dimension=None, set_name=None, category=None,
+               **narrower) -> tuple[Selection, str]:
+    """The suite's selection and merge policy, narrowed by the filters that are set; `narrower`
+    (models, questions, battles) narrows further to a page's worth of battles."""
     config = suite_config(store, suite)
     if config is None:
         return Selection(judges=()), "inconsistent_tie"  # an unknown suite has no battles
     suite_selection = for_suite(config)
-    narrower = {"dimension": dimension, "category": category}
+    narrower |= {"dimension": dimension, "category": category}
     if judge is not None:  # narrows the suite's judges and sets: another suite's judge or set has none here
         narrower["judges"] = tuple(j for j in suite_selection.judges if j == judge)
     if set_name is not None:
@@ -86,34 +92,35 @@ def merge_policy(store: Store, suite: str) -> str:
     return config.ratings.merge if config else "inconsistent_tie"
 
 
+def _with_win_rates(cells: list[dict]) -> list[dict]:
+    for c in cells:
+        weight = c["wins"] + c["ties"] + c["losses"]
+        c["win_rate"] = (c["wins"] + 0.5 * c["ties"]) / weight if weight else None
+    return cells
+
+
 def pairwise_matrix(store: Store, suite: str, judge: str | None, dimension: str | None, set_name: str | None = None,
                     category: str | None = None) -> list[dict]:
     """Per ordered (model, opponent): battles, wins, ties, losses and win rate (ties half; under
-    the `half` policy each half battle weighs 0.5)."""
-    cells: dict[tuple[str, str], dict] = {}
-    for b in suite_battles(store, suite, judge, dimension, set_name, category):
-        for me, other in ((b.model_a, b.model_b), (b.model_b, b.model_a)):
-            cell = cells.setdefault((me, other), {"battles": 0, "wins": 0.0, "ties": 0.0, "losses": 0.0})
-            score = b.score_for(me)
-            cell["battles"] += 1
-            cell["wins" if score == 1 else "ties" if score == 0.5 else "losses"] += b.weight
-    rows = []
-    for (me, other), c in sorted(cells.items()):
-        weight = c["wins"] + c["ties"] + c["losses"]
-        rows.append({"model": me, "opponent": other, **c,
-                     "win_rate": (c["wins"] + 0.5 * c["ties"]) / weight if weight else None})
-    return rows
+    the `half` policy each half battle weighs 0.5). Added up in SQL over the merged battles."""
+    selection, policy = _selection(store, suite, judge, dimension, set_name, category)
+    return _with_win_rates(reads.pairwise_cells(store, selection, policy))
 
 
 def category_breakdown(store: Store, suite: str, judge: str | None, dimension: str | None,
                        set_name: str | None = None) -> list[dict]:
     """Per (category, model): battles and win rate against all opponents (ties half)."""
-    by_category: dict[tuple[str, str], list[Battle]] = {}
-    for b in suite_battles(store, suite, judge, dimension, set_name):
-        for model in (b.model_a, b.model_b):
-            by_category.setdefault((b.category, model), []).append(b)
-    return [{"category": c, "model": m, "battles": len(bs), "win_rate": win_rate_of(bs, m)[0]}
-            for (c, m), bs in sorted(by_category.items())]
+    selection, policy = _selection(store, suite, judge, dimension, set_name)
+    return reads.category_cells(store, selection, policy)
+
+
+def pairwise_page(store: Store, suite: str, judge: str | None, dimension: str | None, set_name: str | None = None,
+                  category: str | None = None) -> dict[str, list[dict]]:
+    """`matrix` (pairwise_matrix, narrowed to `category`) and `categories` (category_breakdown),
+    equal to those functions' results, from one read that merges the battles once."""
+    selection, policy = _selection(store, suite, judge, dimension, set_name)
+    report = reads.pairwise_report(store, selection, policy, category)
+    return {"matrix": _with_win_rates(report["cells"]), "categories": report["categories"]}
 
 
 def _key(b) -> tuple:
@@ -121,23 +128,14 @@ def _key(b) -> tuple:
     return (b.set_name, b.question_id, b.turn, b.dimension, min(b.model_a, b.model_b), max(b.model_a, b.model_b))
 
 
-def _winner(b: Battle) -> str:
-    return "tie" if b.winner == "tie" else getattr(b, b.winner)
-
-
-def _decisions(fought: list[Battle]) -> dict[tuple, dict[str, float]]:
+def _decisions(store: Store, selection: Selection, policy: str) -> dict[tuple, dict[str, float]]:
     """(judge, *battle key) -> {merged winner: share}: one winner with share 1, except under `half`,
     where a battle whose two orders disagree is two half battles, so its share splits."""
-    weights: dict[tuple, dict[str, float]] = {}
-    for b in fought:
-        mine = weights.setdefault((b.judge_name, *_key(b)), {})
-        mine[_winner(b)] = mine.get(_winner(b), 0.0) + b.weight
-    return {k: {w: v / sum(ws.values()) for w, v in sorted(ws.items())} for k, ws in weights.items()}
-
-
-def _agree(p: dict[str, float], q: dict[str, float]) -> float:
-    """Chance two decisions name the same winner (1 or 0 unless a `half` battle split)."""
-    return sum(share * q.get(winner, 0.0) for winner, share in p.items())
+    out: dict[tuple, dict[str, float]] = {}
+    for r in reads.decisions(store, selection, policy):
+        out.setdefault((r["judge"], *(r[k] for k in ("set_name", "question_id", "turn", "dimension", "x", "y"))),
+                       {})[r["outcome"]] = r["share"]
+    return out
 
 
 def _swap_battles(store: Store, selection: Selection, policy: str, fought: list[Battle]) -> list[Battle]:
@@ -147,50 +145,41 @@ def _swap_battles(store: Store, selection: Selection, policy: str, fought: list[
     return fought if policy == "inconsistent_tie" else battles_fast(store, selection, "inconsistent_tie")
 
 
-def _flags(fought: list[Battle], swap: list[Battle]) -> dict[tuple, dict]:
-    """Per (set, question, turn, x, y): whether a judge contradicted itself under swap, and whether
-    judges decided some dimension differently (merged winners, the suite's policy)."""
-    flags: dict[tuple, dict] = {}
-
-    def entry(b: Battle) -> dict:
-        f = flags.setdefault((b.set_name, b.question_id, b.turn, b.model_a, b.model_b),
-                             {"flip": False, "disagree": False, "dimensions": set(), "category": b.category})
-        f["dimensions"].add(b.dimension)
-        return f
-
-    for b in swap:
-        if not b.consistent:
-            entry(b)["flip"] = True
-    for b in fought:
-        entry(b)
-    per_dimension: dict[tuple, list[dict[str, float]]] = {}
-    for (_, *key), decided in _decisions(fought).items():
-        per_dimension.setdefault(tuple(key), []).append(decided)
-    for (s, qid, turn, _, x, y), decided in per_dimension.items():
-        flags[(s, qid, turn, x, y)]["disagree"] |= any(d != decided[0] for d in decided)
-    return flags
+def _chunks(keys: list[tuple[str, str]], first: int):
+    """`keys` (set, question) in order, `first` and then twice as many each time: a page that needs
+    its first items reads those questions' battles only; one that needs them all, every battle in
+    a few reads."""
+    start, size = 0, max(first, 1)
+    while start < len(keys):
+        yield keys[start:start + size]
+        start, size = start + size, size * 2
 
 
-def _suite_flags(store: Store, suite: str, set_name: str | None = None) -> tuple[dict[tuple, dict], list[Battle]]:
-    """_flags of the suite's battles, and every battle they were drawn from."""
-    selection, policy = _selection(store, suite, set_name=set_name)
-    fought = battles_fast(store, selection, policy)
-    swap = _swap_battles(store, selection, policy, fought)
-    return _flags(fought, swap), fought + (swap if swap is not fought else [])
+def _flags(store: Store, selection: Selection, policy: str, keys: list[tuple[str, str]]) -> dict[tuple, dict]:
+    """reads.battle_flags of the battles on the questions `keys`, by (set, question, turn, x, y)."""
+    narrowed = replace(selection, questions=tuple(sorted({q for _, q in keys})))
+    wanted = set(keys)
+    return {(r["set_name"], r["question_id"], r["turn"], r["x"], r["y"]): r
+            for r in reads.battle_flags(store, narrowed, policy) if (r["set_name"], r["question_id"]) in wanted}
 
 
 def questions(store: Store, suite: str, set_name: str | None = None, search: str = "",
               disagreement_only: bool = False, limit: int = 200) -> list[dict]:
     """Judged questions matching `search` (question or answer text), with a flag for judges
-    disagreeing or a judge contradicting itself under swap."""
-    per_question: dict[tuple[str, str], dict] = {}
-    for (s, qid, *_), f in _suite_flags(store, suite, set_name)[0].items():
-        q = per_question.setdefault((s, qid), {"swap_inconsistent": False, "judges_disagree": False})
-        q["swap_inconsistent"] |= f["flip"]
-        q["judges_disagree"] |= f["disagree"]
+    disagreeing or a judge contradicting itself under swap; the first `limit` by (set, question)."""
+    selection, policy = _selection(store, suite, set_name=set_name)
     texts = reads.question_texts(store, set_name, search)
-    out = [{**texts[key], **flags} for key, flags in sorted(per_question.items()) if key in texts
-           and (not disagreement_only or flags["swap_inconsistent"] or flags["judges_disagree"])]
+    out: list[dict] = []
+    for keys in _chunks(sorted(k for k in texts if selection.sets is None or k[0] in selection.sets), limit):
+        per_question: dict[tuple[str, str], dict] = {}
+        for (s, qid, *_), f in _flags(store, selection, policy, keys).items():
+            q = per_question.setdefault((s, qid), {"swap_inconsistent": False, "judges_disagree": False})
+            q["swap_inconsistent"] |= f["flip"]
+            q["judges_disagree"] |= f["disagree"]
+        out += [{**texts[key], **flags} for key, flags in sorted(per_question.items())
+                if not disagreement_only or flags["swap_inconsistent"] or flags["judges_disagree"]]
+        if len(out) >= limit:
+            break
     return out[:limit]
 
 
@@ -219,7 +208,7 @@ def conversation(store: Store, suite: str, set_name: str, question_id: str, x: s
     if found is None:
         return None
     judgments = reads.pair_judgments(store, set_name, question_id, x, y)
-    selection = Selection(models=(x, y), sets=(set_name,))
+    selection = Selection(models=(x, y), sets=(set_name,), questions=(question_id,))
     rows, judge_calls = counted(store, selection)
     current = {(r.judge_name, r.question_id, r.turn, r.dimension, r.model_a, r.answer_a, r.answer_b)
                for r in rows + human_rows(store, selection)}
@@ -227,9 +216,9 @@ def conversation(store: Store, suite: str, set_name: str, question_id: str, x: s
     # them apart (a row's id is stable_hash([call_id, dimension]), the store's rule for every row).
     calls = [c for c, _ in judge_calls]
     counted_ids = {stable_hash([c, d]) for c in calls for d in {j["dimension"] for j in judgments}}
+    suite_pair, policy = _selection(store, suite, set_name=set_name, models=(x, y), questions=(question_id,))
     merged = {(judge, turn, dim): decided for (judge, s, qid, turn, dim, *pair), decided in
-              _decisions(suite_battles(store, suite, set_name=set_name)).items()
-              if qid == question_id and pair == sorted((x, y))}
+              _decisions(store, suite_pair, policy).items() if qid == question_id and pair == sorted((x, y))}
     for j in judgments:
         j["counted"] = ((j["judge"], question_id, j["turn"], j["dimension"], j["shown_first"], j["answer_a"],
                          j["answer_b"]) in current
@@ -244,108 +233,136 @@ def conversation(store: Store, suite: str, set_name: str, question_id: str, x: s
 
 
 # --- judges -------------------------------------------------------------------------------------------
+def _reliabilities(counts: list[dict]) -> list[dict]:
+    """judges.reliability's rates, from the counts it divides (added up in SQL: reads.reliability_counts,
+    pinned to judges.reliability by tests/test_battles.py)."""
+    def rate(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    return [asdict(Reliability(r["judge_name"], r["calls"], rate(r["unparsed_calls"], r["calls"]) or 0.0,
+                               rate(r["flipped"], r["both_orders"]), rate(r["first_wins"], r["decided"]),
+                               rate(r["longer_wins"], r["unequal"]))) for r in counts]
+
+
 def reliability(store: Store) -> list[dict]:
     """Per LLM judge with counted rows: calls, parse failures, swap flips, position and length bias."""
-    from harness.api import judge_reliability
-
-    judges = sorted({r.judge_name for r in counted_rows(store)})
-    return [asdict(judge_reliability(store, name)) for name in judges]
-
-
-def _outcomes(fought: list[Battle], people: list) -> dict[str, dict[tuple, dict[str, float]]]:
-    """judge (people as 'human:<name>') -> battle key -> merged winner (as _decisions' shares)."""
-    out: dict[str, dict[tuple, dict[str, float]]] = {}
-    for (judge, *key), decided in _decisions(fought).items():
-        out.setdefault(judge, {})[tuple(key)] = decided
-    for r in people:
-        won = {"A": r.model_a, "B": r.model_b}.get(r.verdict or "", "tie")
-        out.setdefault(r.judge_name, {})[_key(r)] = {won: 1.0}
-    return out
+    return _reliabilities(reads.reliability_counts(store, Selection()))
 
 
 def judge_agreement(store: Store, suite: str, dimension: str | None = None) -> list[dict]:
     """Judge vs judge (people included): share of battles both decided where they name the same
     merged winner (a split `half` battle agrees by halves). People's entries equal `human_agreement`'s."""
     selection, policy = _selection(store, suite, dimension=dimension)
-    outcomes = _outcomes(battles_fast(store, selection, policy), human_rows(store, selection))
-    rows = []
-    for judge, mine in sorted(outcomes.items()):
-        for other, theirs in sorted(outcomes.items()):
-            shared = sorted(set(mine) & set(theirs))
-            if judge != other and shared:
-                rows.append({"judge": judge, "other": other, "items": len(shared),
-                             "agreement": sum(_agree(mine[k], theirs[k]) for k in shared) / len(shared)})
-    return rows
+    return reads.agreement(store, selection, policy, people_selection(selection))
 
 
-def human_agreement(store: Store, suite: str) -> list[dict]:
-    """Per (LLM judge, person): battles the person settled that the judge decided, how often the
-    judge's merged verdict names the same winner, and the share of those battles the judge
-    contradicted itself on under swap."""
-    selection, policy = _selection(store, suite)
-    fought = battles_fast(store, selection, policy)
-    flipped = {(b.judge_name, *_key(b)) for b in _swap_battles(store, selection, policy, fought) if not b.consistent}
-    outcomes = _outcomes(fought, human_rows(store, selection))
-    rows = []
-    for human in sorted(h for h in outcomes if h.startswith(HUMAN_PREFIX)):
-        for judge in sorted(j for j in outcomes if not j.startswith(HUMAN_PREFIX)):
-            shared = sorted(set(outcomes[human]) & set(outcomes[judge]))
-            if shared:
-                rows.append({"judge": judge, "human": human, "items": len(shared),
-                             "agreement": sum(_agree(outcomes[judge][k], outcomes[human][k]) for k in shared)
-                             / len(shared),
-                             "share_swap_inconsistent": sum((judge, *k) in flipped for k in shared) / len(shared)})
-    return rows
+def _own_models(config: Suite | None) -> set[tuple[str, str]]:
+    """(judge, candidate) where the candidate runs on the judge's own model."""
+    if config is None:
+        return set()
+    return {(j.name, m.name) for j in config.judges for m in config.models if m.model == j.model.model}
+
+
+def _self_preference(win_rates: list[dict], own: set[tuple[str, str]]) -> list[dict]:
+    return [{"judge": r["judge"], "model": r["model"], "battles": r["battles"], "win_rate": r["win_rate"],
+             "own_model_of_judge": (r["judge"], r["model"]) in own} for r in win_rates]
 
 
 def self_preference(store: Store, suite: str) -> list[dict]:
     """For each judge whose own model is also a candidate of the suite: that candidate's win rate
     under this judge and under every other judge of the suite."""
-    config = suite_config(store, suite)
-    if config is None:
+    own = _own_models(suite_config(store, suite))
+    if not own:
         return []
-    own = {(j.name, m.name) for j in config.judges for m in config.models if m.model == j.model.model}
-    fought = suite_battles(store, suite)
+    selection, policy = _selection(store, suite)
+    return _self_preference(reads.win_rates(store, selection, policy, sorted({m for _, m in own})), own)
+
+
+def judges_page(store: Store, suite: str, dimension: str | None = None) -> dict[str, list[dict]]:
+    """`reliability`, `agreement` (judge_agreement on `dimension`) and `self_preference` of the
+    suite, equal to those functions' results, from one read that applies the rule once."""
+    own = _own_models(suite_config(store, suite))
+    selection, policy = _selection(store, suite)
+    report = reads.judges_report(store, Selection(), selection, policy, dimension,
+                                 people_selection(replace(selection, dimension=dimension)), sorted({m for _, m in own}))
+    return {"reliability": _reliabilities(report["reliability"]), "agreement": report["agreement"],
+            "self_preference": _self_preference(report["win_rates"], own)}
+
+
+def human_agreement(store: Store, suite: str) -> list[dict]:
+    """Per (LLM judge, person): battles the person settled that the judge decided, how often the
+    judge's merged verdict names the same winner (judge_agreement's entry), and the share of those
+    battles the judge contradicted itself on under swap."""
+    selection, policy = _selection(store, suite)
+    people = human_rows(store, selection)
+    if not people:
+        return []
+    # only the questions people settled hold battles to compare: read those
+    selection = replace(selection, questions=tuple(sorted({r.question_id for r in people})))
+    agreeing = {(r["judge"], r["other"]): r for r in reads.agreement(store, selection, policy,
+                                                                     people_selection(selection))}
+    fought = battles_fast(store, selection, policy)
+    flipped = {(b.judge_name, *_key(b)) for b in _swap_battles(store, selection, policy, fought) if not b.consistent}
+    decided: dict[str, set[tuple]] = {}
+    for b in fought:
+        decided.setdefault(b.judge_name, set()).add(_key(b))
+    settled: dict[str, set[tuple]] = {}
+    for r in people:
+        settled.setdefault(r.judge_name, set()).add(_key(r))
     rows = []
-    for model in sorted({m for _, m in own}):
-        for judge in sorted({b.judge_name for b in fought}):
-            mine = [b for b in fought if b.judge_name == judge and model in (b.model_a, b.model_b)]
-            rate_ = win_rate_of(mine, model)
-            if rate_:
-                rows.append({"judge": judge, "model": model, "battles": len(mine), "win_rate": rate_[0],
-                             "own_model_of_judge": (judge, model) in own})
+    for human in sorted(settled):
+        for judge in sorted(decided):
+            shared = decided[judge] & settled[human]
+            if shared:
+                rows.append({"judge": judge, "human": human, "items": len(shared),
+                             "agreement": agreeing[judge, human]["agreement"],
+                             "share_swap_inconsistent": sum((judge, *k) in flipped for k in shared) / len(shared)})
     return rows
 
 
 # --- human-LLM joint evaluation ---------------------------------------------------------------------
+QUEUE_LOOKAHEAD = 4  # the first read takes flags of 4x the queue's length of battles, each next one 4x more
+
+
 def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[str, ...] = ("swap", "disagree", "audit"),
                      limit: int = 20, audit: int = 5, seed: int = 0) -> list[dict]:
     """Battles for a person to settle, not yet settled by `annotator`: a judge contradicting itself
     under swap ('swap'; under `drop` too, where such a battle is off the board until a person
-    settles it), judges naming different winners ('disagree'), and `audit` others in a fixed hash
-    order per seed, so agreement is also measured where the judges are sure."""
-    flags = _suite_flags(store, suite)[0]
+    settles it), judges naming different winners ('disagree'), and `audit` others, each kind in a
+    fixed hash order per seed, so agreement is also measured where the judges are sure. Flags are
+    read for the battles first in that order until the queue is full, not for every battle."""
+    selection, policy = _selection(store, suite)
     mine = {(r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
             for r in human_rows(store) if r.judge_name == HUMAN_PREFIX + annotator}
-    picked, audits = [], []
-    for key in sorted(flags, key=lambda k: stable_hash([*k, seed])):
-        if key in mine:
-            continue
-        f = flags[key]
-        reason = ("swap-inconsistent" if f["flip"] and "swap" in reasons else
-                  "judges disagree" if f["disagree"] and "disagree" in reasons else None)
-        item = dict(zip(("set_name", "question_id", "turn", "x", "y"), key), category=f["category"], flip=f["flip"],
-                    disagree=f["disagree"], dimensions=sorted(f["dimensions"]), reason=reason or "audit")
-        (picked if reason else audits).append(item)
-    return picked[:limit] + (audits[:audit] if "audit" in reasons else [])
+    audits_wanted = audit if "audit" in reasons else 0
+    ordered = [k for k in reads.battle_keys(store, selection, seed) if k not in mine]
+    picked, audits, start, size = [], [], 0, QUEUE_LOOKAHEAD * (limit + audits_wanted)
+    while start < len(ordered) and (len(picked) < limit or len(audits) < audits_wanted):
+        keys = ordered[start:start + size]
+        flags = {(r["set_name"], r["question_id"], r["turn"], r["x"], r["y"]): r
+                 for r in reads.battle_flags(store, replace(selection, battles=tuple(keys)), policy)}
+        for key in keys:
+            f = flags.get(key)
+            if f is None:  # no battle counts here (an older judge's, an unparsed order)
+                continue
+            reason = ("swap-inconsistent" if f["flip"] and "swap" in reasons else
+                      "judges disagree" if f["disagree"] and "disagree" in reasons else None)
+            item = dict(zip(("set_name", "question_id", "turn", "x", "y"), key), category=f["category"],
+                        flip=f["flip"], disagree=f["disagree"], dimensions=list(f["dimensions"]),
+                        reason=reason or "audit")
+            (picked if reason else audits).append(item)
+        start, size = start + size, size * QUEUE_LOOKAHEAD
+    return picked[:limit] + audits[:audits_wanted]
 
 
 def annotation_item(store: Store, suite: str, item: dict) -> dict:
     """The user's turns and both models' current answer chains for a queued battle."""
     found = reads.question(store, item["set_name"], item["question_id"])
-    wanted = (item["question_id"], item["turn"], item["x"], item["y"])
-    fought = [b for b in _suite_flags(store, suite, item["set_name"])[1]
-              if (b.question_id, b.turn, b.model_a, b.model_b) == wanted]
+    key = tuple(item[k] for k in ("set_name", "question_id", "turn", "x", "y"))
+    selection, policy = _selection(store, suite, battles=(key,))
+    fought = battles_fast(store, selection, policy)
+    swap = _swap_battles(store, selection, policy, fought)
+    fought += swap if swap is not fought else []  # under `drop`, a battle queued for its flip is only here
     ids = {item["x"]: fought[0].answer_a, item["y"]: fought[0].answer_b}
     return {"turns": found[1][: item["turn"]], "answer_ids": ids,
             "answers": {m: reads.answer_chain(store, a) for m, a in ids.items()}}

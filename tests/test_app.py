@@ -685,3 +685,87 @@ def test_under_drop_the_queue_offers_the_battles_a_judge_contradicted_itself_on(
     assert [(_winner(b), b.weight) for b in settled] == [(item["y"], 1.0)]  # on the board now, the person's way
     rows = views.joint_ratings(store, "synthetic", "judge-x", "accuracy", rounds=20)
     assert {r["human_battles"] for r in rows} == {1}
+
+
+# --- the pages' reads narrowed or added up in SQL, against the Python reference ---------------------
+def _reference_flags(path: Path, policy: str) -> dict[tuple, dict]:
+    """Per battle (set, question, turn, x, y): a judge contradicted itself under swap (inconsistent_tie's
+    inconsistent battles), judges' merged winners differ on a dimension, its dimensions: in Python."""
+    store = views.open_for_viewing(path)
+    config = views.suite_config(store, "synthetic")
+    fought = merged_battles(store, for_suite(config), policy)
+    swap = merged_battles(store, for_suite(config), "inconsistent_tie")
+    flags: dict[tuple, dict] = {}
+    for b in [b for b in swap if not b.consistent] + fought:
+        f = flags.setdefault((b.set_name, b.question_id, b.turn, b.model_a, b.model_b),
+                             {"flip": False, "disagree": False, "dimensions": set(), "category": b.category})
+        f["flip"] |= b in swap and not b.consistent
+        f["dimensions"].add(b.dimension)
+    per_dimension: dict[tuple, list] = {}
+    for decided in _decided(fought).values():
+        for key, shares in decided.items():
+            per_dimension.setdefault(key, []).append(shares)
+    for (s, qid, turn, _, x, y), decided in per_dimension.items():
+        flags[(s, qid, turn, x, y)]["disagree"] |= any(d != decided[0] for d in decided)
+    return flags
+
+
+def test_questions_and_the_queue_flag_battles_as_the_python_reference(policy_db):
+    policy, path = policy_db
+    _people_settle(path, policy)
+    flags = _reference_flags(path, policy)
+    # (the store's judges differ only where one flips under swap, so under `drop` they never disagree)
+    assert any(f["flip"] for f in flags.values()) and any(f["disagree"] for f in flags.values()) is (policy != "drop")
+    assert any(not f["flip"] and not f["disagree"] for f in flags.values())
+    per_question: dict[tuple, dict] = {}
+    for (s, qid, *_), f in flags.items():
+        q = per_question.setdefault((s, qid), {"swap_inconsistent": False, "judges_disagree": False})
+        q["swap_inconsistent"] |= f["flip"]
+        q["judges_disagree"] |= f["disagree"]
+    store = views.open_for_viewing(path)
+    expected = [(k, q) for k, q in sorted(per_question.items())]
+    got = [((q["set_name"], q["question_id"]), {k: q[k] for k in ("swap_inconsistent", "judges_disagree")})
+           for q in views.questions(store, "synthetic", limit=10_000)]
+    assert got == expected
+    for limit in (1, 3, 5):  # read a few questions at a time, then more
+        assert views.questions(store, "synthetic", limit=limit) == views.questions(store, "synthetic")[:limit]
+    disagreeing = [k for k, q in expected if q["swap_inconsistent"] or q["judges_disagree"]]
+    assert [(q["set_name"], q["question_id"]) for q in views.questions(store, "synthetic", disagreement_only=True,
+                                                                       limit=4)] == disagreeing[:4]
+    # the queue: the battles in the store's hash order, each with the reference's flags, without bob's
+    bob = {_bkey(r)[:3] + _bkey(r)[4:] for r in human_rows(store) if r.judge_name == "human:bob"}
+    selection, _ = views._selection(store, "synthetic")
+    ordered = [k for k in views.reads.battle_keys(store, selection, 0) if k in flags and k not in bob]
+    for reasons in (("swap", "disagree", "audit"), ("swap",), ("disagree",)):
+        for limit, audit in ((2, 1), (10_000, 10_000)):
+            queue = views.annotation_queue(views.open_for_viewing(path), "synthetic", "bob", reasons, limit, audit)
+            reason = {k: "swap-inconsistent" if flags[k]["flip"] and "swap" in reasons else
+                      "judges disagree" if flags[k]["disagree"] and "disagree" in reasons else "audit" for k in ordered}
+            picked = [k for k in ordered if reason[k] != "audit"][:limit]
+            audits = [k for k in ordered if reason[k] == "audit"][:audit] if "audit" in reasons else []
+            assert [(q["set_name"], q["question_id"], q["turn"], q["x"], q["y"]) for q in queue] == picked + audits
+            for q in queue:
+                f = flags[(q["set_name"], q["question_id"], q["turn"], q["x"], q["y"])]
+                assert (q["flip"], q["disagree"], q["dimensions"], q["category"], q["reason"]) == (
+                    f["flip"], f["disagree"], sorted(f["dimensions"]), f["category"],
+                    reason[(q["set_name"], q["question_id"], q["turn"], q["x"], q["y"])])
+        if queue:
+            _annotate(path, "bob", queue[0])  # settled: out of bob's queue from now on
+            bob.add(tuple(queue[0][k] for k in ("set_name", "question_id", "turn", "x", "y")))
+            ordered = [k for k in ordered if k not in bob]
+
+
+@pytest.mark.parametrize("dimension", [None, "helpfulness"])
+def test_a_page_read_once_equals_its_views(policy_db, dimension):
+    """judges_page and pairwise_page apply the rule once for a whole page; each part equals its view."""
+    policy, path = policy_db
+    _people_settle(path, policy)
+    store = views.open_for_viewing(path)
+    assert views.judges_page(store, "synthetic", dimension) == {
+        "reliability": views.reliability(store), "agreement": views.judge_agreement(store, "synthetic", dimension),
+        "self_preference": views.self_preference(store, "synthetic")}
+    for judge, set_name, category in (("judge-x", None, None), ("judge-y", "synth", "math"),
+                                      ("judge-x", None, "coding")):
+        assert views.pairwise_page(store, "synthetic", judge, dimension, set_name, category) == {
+            "matrix": views.pairwise_matrix(store, "synthetic", judge, dimension, set_name, category),
+            "categories": views.category_breakdown(store, "synthetic", judge, dimension, set_name)}

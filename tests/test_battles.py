@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import pytest
 
+from harness.api import judge_reliability
 from harness.battles import Selection, battles, battles_fast, counted_rows, human_rows
 from harness.store import Store
+from harness.store.battles import counted_sql, merged_sql
+from harness.views import reliability
 from judges.merge import POLICIES
 
 N_STORES = 200
@@ -188,18 +192,52 @@ def test_sql_counts_the_rule_and_merges_as_python_over_random_stores(tmp_path):
     assert len({r[0].split("-")[0] for r in rows["models"]}) == N_STORES
 
 
+def _merged_rows(store: Store, selection: Selection, policy: str, wider: Selection | None = None) -> list[tuple]:
+    """merged_sql's rows for `selection`; with `wider`, merged from a table of `wider`'s counted rows
+    narrowed to `selection` (the app's one pass of the rule for a whole page)."""
+    with store.read() as con:
+        if wider is None:
+            return sorted(con.execute(*merged_sql(selection, policy)).fetchall())
+        sql, params = counted_sql(wider)
+        con.execute(f"CREATE TEMP TABLE wide AS {sql}", params)
+        return sorted(con.execute(*merged_sql(selection, policy, counted="wide")).fetchall())
+
+
 def test_a_selection_narrows_both_paths_alike(tmp_path):
     store = Store(tmp_path / "narrow.duckdb")
     rng = random.Random(7)
     for _ in range(5):
         fill(store, random_store_rows(rng))
+        some = sorted({(b.set_name, b.question_id, b.turn, b.model_a, b.model_b) for b in battles(store)})[::3]
         for selection in (Selection(judges=("j2",)), Selection(models=("m0", "m1")), Selection(sets=("s1",)),
-                          Selection(dimension="language", turn=1), Selection(category="math")):
+                          Selection(dimension="language", turn=1), Selection(category="math"),
+                          Selection(questions=("q1",)), Selection(battles=tuple(some)),
+                          Selection(sets=("s2",), questions=("q0",), models=("m1", "m2"))):
             python = battles(store, selection, "calibrated")
             assert _multiset(python) == _multiset(battles_fast(store, selection, "calibrated"))
             rows = counted_rows(store, selection)
             assert all(selection.judges is None or r.judge_name in selection.judges for r in rows)
             assert all(selection.turn is None or r.turn == selection.turn for r in rows)
+            assert all(selection.questions is None or r.question_id in selection.questions for r in rows)
+            assert all(selection.battles is None or (r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b),
+                                                     max(r.model_a, r.model_b)) in some for r in rows)
+            for policy in POLICIES:  # narrowing the counted rows of every judge is applying the rule narrowed
+                narrowed = _merged_rows(store, selection, policy, wider=Selection())
+                assert narrowed == _merged_rows(store, selection, policy)
+
+
+def test_reliability_added_up_in_sql_is_judges_reliability_over_random_stores(tmp_path):
+    """The app's reliability (counts in SQL, harness.views) against judges.reliability over the
+    counted rows in Python, for every judge of many random stores (unparsed rows, both orders or
+    one, several fingerprints, lengths equal and not)."""
+    store = Store(tmp_path / "reliability.duckdb")
+    fill(store, many_random_stores(random.Random(11), 60))
+    fast = reliability(store)
+    judges = sorted({r.judge_name for r in counted_rows(store)})
+    assert [r["judge_name"] for r in fast] == judges and len(judges) > 100
+    assert fast == [asdict(judge_reliability(store, name)) for name in judges]
+    assert any(r["parse_failure_rate"] for r in fast) and any(r["swap_flip_rate"] for r in fast)
+    assert any(r["swap_flip_rate"] is None for r in fast) or any(r["longer_answer_win_rate"] for r in fast)
 
 
 def test_unknown_policy_is_refused(tmp_path):

@@ -19,12 +19,15 @@ def render() -> None:
     opts = options()
     suite = pick_suite(opts)
     _judge_eval_section()
-    if suite is not None:
-        _human_section(suite)
-    _reliability_section()
-    if suite is not None:
-        _agreement_section(opts, suite)
-        _self_preference_section(suite)
+    if suite is None:
+        _reliability_section(load("reliability"))
+        return
+    _human_section(suite)
+    dimension = pick("Dimension", opts["dimensions"], "f_dimension")
+    report = load("judges_page", suite, dimension)  # one read: the rule runs once for the three sections
+    _reliability_section(report["reliability"])
+    _agreement_section(report["agreement"])
+    _self_preference_section(report["self_preference"])
 
 
 JUDGE_EVAL_HEADLINES = {"agreement_with_ties": "agreement with ties",
@@ -77,9 +80,8 @@ def _human_section(suite: str) -> None:
     st.altair_chart(charts.bars(df, "agreement", "label", fmt=".0%", domain=(0, 1), title="agreement"))
 
 
-def _reliability_section() -> None:
+def _reliability_section(rel: list[dict]) -> None:
     st.subheader("Reliability from the judge's own verdicts")
-    rel = load("reliability")
     if not rel:
         st.info("No LLM judge has run yet.")
         return
@@ -91,10 +93,9 @@ def _reliability_section() -> None:
     st.altair_chart(charts.bars(df, "value", "judge_name", column="metric", fmt=".0%", domain=(0, 1), title="rate"))
 
 
-def _agreement_section(opts, suite: str) -> None:
+def _agreement_section(agreement: list[dict]) -> None:
     st.subheader("Judge vs judge")
-    dimension = pick("Dimension", opts["dimensions"], "f_dimension")
-    df = pd.DataFrame(load("judge_agreement", suite, dimension))
+    df = pd.DataFrame(agreement)
     if df.empty:
         st.caption("Needs two judges (people count) that decided the same battles.")
         return
@@ -106,9 +107,8 @@ def _agreement_section(opts, suite: str) -> None:
                                    scheme="greens", title="agreement"), width="content")
 
 
-def _self_preference_section(suite: str) -> None:
+def _self_preference_section(rows: list[dict]) -> None:
     st.subheader("Self-preference")
-    rows = load("self_preference", suite)
     if not rows:
         st.caption("No judge shares its model with a candidate, so self-preference cannot be measured.")
         return

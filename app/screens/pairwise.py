@@ -20,7 +20,8 @@ def render() -> None:
     if judge is None or suite is None:
         st.info("No judge has run yet: add `judges:` to a suite and `harness run` it.")
         return
-    matrix = pd.DataFrame(load("pairwise_matrix", suite, judge, dimension, set_name, category))
+    page = load("pairwise_page", suite, judge, dimension, set_name, category)  # one read: merged once
+    matrix = pd.DataFrame(page["matrix"])
     if matrix.empty:
         st.info("No battles for these filters (under the suite's merge policy).")
         return
@@ -41,7 +42,7 @@ def render() -> None:
         st.altair_chart(charts.heatmap(matrix, "opponent", "model", "battles", fmt="d", scheme="greys",
                                        order=order, title="battles"), width="content")
     st.subheader("Per category: win rate against all opponents")
-    by_cat = pd.DataFrame(load("category_breakdown", suite, judge, dimension, set_name))
+    by_cat = pd.DataFrame(page["categories"])
     if by_cat.empty:
         st.caption("No categories.")
     else:
