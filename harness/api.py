@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from harness.battles import Selection, battles, counted, for_suite, grades
 from harness.config import Suite, load_suite, resolve_suite_path
-from harness.errors import HarnessError, StoreReadOnlyError
+from harness.errors import ConfigError, HarnessError, StoreReadOnlyError
 from harness import leaderboard
 from harness.leaderboard import RatingRow
 from harness.store import DEFAULT_DB, Store
@@ -200,17 +200,17 @@ def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None =
               judges: dict | None = None) -> None:
     """Everything about the input that can be checked without a model: the data files and the
     environment variables keys come from. Raises before anything is written."""
-    import os
-
+    from harness.models.openai_backend import api_key_from_env
     from harness.runner import load_questions
 
     load_questions(suite, base_dir)
-    specs = [(m.name, m) for m in suite.models if m.name not in (backends or {})]
-    specs += [(f"judge {j.name}", j.model) for j in suite.judges if j.name not in (judges or {})]
-    for label, spec in specs:
-        var = getattr(spec, "api_key_env", None)
-        if var and not os.environ.get(var):
-            raise HarnessError(f"{source}: {label}: api_key_env names ${var}, which is not set: export it")
+    specs = [m for m in suite.models if m.name not in (backends or {})]
+    specs += [j.model for j in suite.judges if j.name not in (judges or {})]
+    for spec in specs:
+        try:  # the backends' own check, run before anything is written
+            api_key_from_env(getattr(spec, "api_key_env", None), spec.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 def run_closed(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, force: bool = False,
