@@ -87,3 +87,16 @@ class ScriptedBackend:
 @pytest.fixture
 def scripted():
     return ScriptedBackend
+
+
+def config_error_line(path) -> str:
+    """The ConfigError that loading the suite file `path` raises, asserted to be one line that
+    starts with the file's name (what the CLI prints after `error:`)."""
+    from harness.config import load_suite
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    return message
