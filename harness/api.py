@@ -161,7 +161,7 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
     if unknown:
         raise HarnessError(f"stages: unknown {', '.join(unknown)}: use some of {', '.join(STAGES)}")
     suite, base_dir, source = resolve_suite(suite, base_dir)
-    preflight(suite, base_dir, source, backends, judges)
+    questions = preflight(suite, base_dir, source, backends, judges)
     store = open_store(db)
     report = RunReport(suite)
     done = on_stage or (lambda stage, report: None)
@@ -178,14 +178,15 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
             from harness.runner import run_suite
 
             started = time.perf_counter()
-            report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends, run_id=run_id)
+            report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends, run_id=run_id,
+                                          questions=questions)
             report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
             done("generate", report)
         if suite.judges and "judge" in stages:
             from harness.judging import judge_suite
 
             report.judging = judge_suite(suite, store, run_id, base_dir, progress=progress, judges=judges,
-                                         summary=judging)
+                                         summary=judging, questions=questions)
             done("judge", report)
         if suite.judges and "rate" in stages:
             report.board = rate(suite, store)
@@ -197,13 +198,14 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
 
 
 def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None = None,
-              judges: dict | None = None) -> None:
+              judges: dict | None = None) -> list:
     """Everything about the input that can be checked without a model: the data files and the
-    environment variables keys come from. Raises before anything is written."""
+    environment variables keys come from. Raises before anything is written; returns the suite's
+    questions, so the stages do not read the data files again."""
     from harness.models.openai_backend import api_key_from_env
     from harness.runner import load_questions
 
-    load_questions(suite, base_dir)
+    questions = load_questions(suite, base_dir)
     specs = [m for m in suite.models if m.name not in (backends or {})]
     specs += [j.model for j in suite.judges if j.name not in (judges or {})]
     for spec in specs:
@@ -211,6 +213,7 @@ def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None =
             api_key_from_env(getattr(spec, "api_key_env", None), spec.name)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    return questions
 
 
 def run_closed(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, force: bool = False,

@@ -99,11 +99,12 @@ def build_judge(spec: JudgeSpec) -> Judge:
 
 def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),
                 progress: Progress | None = None, judges: dict[str, Judge] | None = None,
-                summary: JudgingSummary | None = None) -> JudgingSummary:
+                summary: JudgingSummary | None = None, questions: list[Question] | None = None) -> JudgingSummary:
     """Run every judge of `suite` over the stored answers of its models. Stats land in `summary`
-    as each judge finishes (the caller's run row counts them even when a later judge fails)."""
+    as each judge finishes (the caller's run row counts them even when a later judge fails).
+    `questions`: the suite's questions when the caller loaded them already."""
     progress = progress or _Silent()
-    questions = load_questions(suite, base_dir)
+    questions = load_questions(suite, base_dir) if questions is None else questions
     chains = _model_chains(suite, store, questions)
     with store.read() as con:
         salt = q.verdict_tag_salt(con)

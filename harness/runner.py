@@ -106,15 +106,18 @@ def run_suite(
     progress: Progress | None = None,
     backends: dict[str, ModelBackend] | None = None,
     run_id: str | None = None,
+    questions: list[Question] | None = None,
 ) -> RunSummary:
     """Generate every missing answer of every model in `suite` and store it.
 
     `backends` maps model names to ready backends (tests, the vLLM fixture); others are created
     from their specs and closed at the end. With `run_id`, the caller records the run (harness.api.run
     keeps one `runs` row open over generation and judging); without, this call records its own.
+    `questions`: the suite's questions when the caller loaded them already (harness.api.run).
     """
     progress = progress or _Silent()
-    questions = load_questions(suite, base_dir)  # bad data fails here, before any model loads
+    if questions is None:
+        questions = load_questions(suite, base_dir)  # bad data fails here, before any model loads
     summary = RunSummary(run_id=run_id or new_run_id(), suite_name=suite.name, db_path=store.path)
     with store.write() as con:
         q.upsert_questions(con, questions)
