@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.text import original_json, storable
+
 
 @dataclass(frozen=True)
 class Message:
@@ -60,11 +62,10 @@ class Completion:
     original_json: str | None = None
 
     def __post_init__(self) -> None:
-        from harness.text import original_json, storable
-
-        if self.original_json is None:
-            self.original_json = original_json(self.text)
-        self.text = storable(self.text)
+        original = original_json(self.text)  # one scan of every completion; repairs are rare
+        if original is not None:
+            self.original_json = self.original_json or original
+            self.text = storable(self.text)
         if self.error is not None:
             self.error = storable(self.error)
 
