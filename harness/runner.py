@@ -8,6 +8,7 @@ and a run killed at any point resumes where its last committed chunk ended.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import time
 import uuid
@@ -233,7 +234,7 @@ class _ModelJob:
         where = (p.question.set_name, p.question.question_id, p.turn)
         if c.ok:
             writer.put("answers", [(p.answer_id, self.stats.fingerprint, *where, c.text, c.prompt_tokens,
-                                    c.completion_tokens, c.finish_reason, c.latency_s, p.params.model_dump_json(),
+                                    c.completion_tokens, c.finish_reason, c.latency_s, _params_json(p.params),
                                     self.run_id, c.original_json)])
             self.history[where[:2]].append(c.text)
             self.stats.completion_tokens += c.completion_tokens
@@ -256,7 +257,6 @@ class _ModelJob:
                                        f" {completions[0].error}")
                 for p, c in zip(chunk, completions):
                     self.record(p, c, writer)
-            writer.flush()  # the next turn's plan reads this turn's answers from the store
 
     async def run_streaming(self, writer: RowWriter) -> None:
         backend = self.backend
@@ -267,6 +267,12 @@ class _ModelJob:
                         give_up_after=getattr(backend, "chunk_size", 4 * backend.max_concurrency),
                         who=f"model '{self.stats.name}'")
             self.stats.generate_s += time.perf_counter() - began
+
+
+@functools.lru_cache(maxsize=64)
+def _params_json(params: GenerationParams) -> str:
+    """Stored with every answer; a suite has a handful of settings, so each is dumped once."""
+    return params.model_dump_json()
 
 
 def _chunks(todo: list[_Pending], size: int) -> Iterator[tuple[GenerationParams, list[_Pending]]]:
