@@ -153,8 +153,9 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
     is called after each stage (the CLI prints its table there). Input is checked before the store is
     touched; one `runs` row covers generation, judging and rating (closed-set tasks record their own).
     A run whose calls partly failed returns normally: `report.complete` is False and a rerun retries them."""
+    from harness import pipeline
     from harness.judging import JudgingSummary
-    from harness.runner import new_run_id, recorded_run
+    from harness.runner import RunSummary, new_run_id, recorded_run
 
     stages = tuple(stages)
     unknown = sorted(set(stages) - set(STAGES))
@@ -174,6 +175,17 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
         return {**generated, **judging.totals()}
 
     with recorded_run(store, run_id, suite, progress, totals):
+        if {"generate", "judge"} <= set(stages) and pipeline.streams(suite, backends, judges):
+            # every model and judge is an API endpoint: judge each pair as soon as both answers exist
+            report.generation = RunSummary(run_id=run_id, suite_name=suite.name, db_path=store.path)
+            started = time.perf_counter()
+            pipeline.generate_and_judge(suite, store, run_id, questions, progress, report.generation, judging,
+                                        backends, judges)
+            report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
+            report.judging = judging
+            done("generate", report)
+            done("judge", report)
+            stages = tuple(s for s in stages if s not in ("generate", "judge"))
         if "generate" in stages:
             from harness.runner import run_suite
 

@@ -24,8 +24,7 @@ from harness.sets import Question
 from harness.store import Store
 from harness.store import queries as q
 from harness.store.writer import RowWriter
-from harness.streaming import drain
-from harness.errors import BackendError
+from harness.streaming import Feed, GiveUp, drain
 from judges.base import Judge, JudgeOutput, PairItem, SingleItem, StreamingJudge
 from judges.parse import verdict_tag
 
@@ -106,26 +105,37 @@ def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("
     progress = progress or _Silent()
     questions = load_questions(suite, base_dir) if questions is None else questions
     chains = _model_chains(suite, store, questions)
-    with store.read() as con:
-        salt = q.verdict_tag_salt(con)
+    salt = tag_salt(store)
     summary = summary or JudgingSummary(run_id=run_id)
     for spec in suite.judges:
         given = (judges or {}).get(spec.name)
         judge = given or build_judge(spec)
         try:
-            repeats = spec.repeats if judge.kind == "single" else 1
-            samples = [judge if sample == 0 else judge.resampled(sample) for sample in range(repeats)]
-            with store.write() as con:  # these fingerprints are now the judge's current ones (harness.battles)
-                q.register_judge(con, spec.name, [s.fingerprint() for s in samples], judge.kind,
-                                 spec.model_dump_json())
-            for current in samples:
-                stats = JudgeStats(name=current.name)
-                summary.judges.append(stats)
-                _run_judge(current, suite, questions, chains, store, run_id, progress, salt, stats)
+            for current in registered_samples(spec, judge, store):
+                run = JudgeRun(current, store, run_id, progress, salt)
+                summary.judges.append(run.stats)
+                fingerprint = run.fingerprint
+                make = _pair_calls if current.kind == "pairwise" else _single_calls
+                run.judge_all(make(suite, questions, chains, fingerprint))
         finally:
             if given is None:
                 judge.close()
     return summary
+
+
+def tag_salt(store: Store) -> str:
+    with store.read() as con:
+        return q.verdict_tag_salt(con)
+
+
+def registered_samples(spec: JudgeSpec, judge: Judge, store: Store) -> list[Judge]:
+    """The judge's samples (a single-answer judge with `repeats` gets resampled copies), registered
+    as the judge's current fingerprints (harness.battles counts those only)."""
+    repeats = spec.repeats if judge.kind == "single" else 1
+    samples = [judge if sample == 0 else judge.resampled(sample) for sample in range(repeats)]
+    with store.write() as con:
+        q.register_judge(con, spec.name, [s.fingerprint() for s in samples], judge.kind, spec.model_dump_json())
+    return samples
 
 
 def _model_chains(suite, store, questions) -> dict[str, dict]:
@@ -137,50 +147,66 @@ def _model_chains(suite, store, questions) -> dict[str, dict]:
     return chains
 
 
-def _run_judge(judge: Judge, suite, questions, chains, store, run_id, progress, salt: str,
-               stats: JudgeStats) -> None:
-    fingerprint = judge.fingerprint()
-    calls = (_pair_calls if judge.kind == "pairwise" else _single_calls)(suite, questions, chains, fingerprint)
-    stats.planned = len(calls)
-    with store.read() as con:
-        done = q.existing_call_ids(con, [c.call_id for c in calls])
-    todo = [c.with_item(salt) for c in calls if c.call_id not in done]
-    stats.cached = len(calls) - len(todo)
-    if not todo:
-        return
-    task = progress.start(f"judge {judge.name}", len(todo))
+class JudgeRun:
+    """One judge's calls in one run: the cache check, the rows each result becomes, its counts and
+    its progress bar. `judge_all` judges a list of planned calls; harness.pipeline instead feeds it
+    calls as answers arrive (`plan`, then `record` per result) inside a writer it shares."""
 
-    def record(call: _Call, outputs: dict[str, JudgeOutput]) -> str | None:
+    def __init__(self, judge: Judge, store: Store, run_id: str, progress: Progress, salt: str):
+        self.judge, self.store, self.run_id, self.progress, self.salt = judge, store, run_id, progress, salt
+        self.fingerprint = judge.fingerprint()
+        self.stats = JudgeStats(name=judge.name)
+        self.writer: RowWriter | None = None
+        self.task = None
+        self.give_up = GiveUp(f"judge '{judge.name}'", judge.chunk_size)
+
+    def plan(self, calls: list[_Call], maybe_stored: bool = True) -> list[_Call]:
+        """The calls of `calls` that are not stored yet, with their items built. `maybe_stored=False`
+        when each call shows an answer made in this run: no stored judgment can name it."""
+        self.stats.planned += len(calls)
+        done: set[str] = set()
+        if maybe_stored and calls:
+            with self.store.read() as con:
+                done = q.existing_call_ids(con, [c.call_id for c in calls])
+        self.stats.cached += len(done)
+        return [c.with_item(self.salt) for c in calls if c.call_id not in done]
+
+    def record(self, call: _Call, outputs: dict[str, JudgeOutput]) -> str | None:
+        """Queue one call's rows; its error text, or None."""
         # A call the backend could not answer is a failure row, never a judgment: the cache does not
         # count it, so the next run asks again. Its other dimensions are dropped with it, for the same reason.
         error = next((o.error for o in outputs.values() if o.error), None)
         if error is None:
-            writer.put("judgments", list(_rows(call, outputs, judge, fingerprint, run_id)))
-            stats.judged += 1
-            stats.unparsed += not all(o.parsed for o in outputs.values())
+            self.writer.put("judgments", list(_rows(call, outputs, self.judge, self.fingerprint, self.run_id)))
+            self.stats.judged += 1
+            self.stats.unparsed += not all(o.parsed for o in outputs.values())
         else:
-            writer.put("judge_failures", [_failure_row(call, judge, fingerprint, error, run_id)])
-            stats.failed += 1
-        progress.advance(1, task)
+            self.writer.put("judge_failures", [_failure_row(call, self.judge, self.fingerprint, error, self.run_id)])
+            self.stats.failed += 1
+        self.progress.advance(1, self.task)
         return error
 
-    with RowWriter(store) as writer:
-        if isinstance(judge, StreamingJudge) and judge.streaming:
-            asyncio.run(_stream_judge(judge, todo, record))
+    def judge_all(self, calls: list[_Call]) -> None:
+        todo = self.plan(calls)
+        if not todo:
             return
-        for start in range(0, len(todo), judge.chunk_size):
-            batch = todo[start: start + judge.chunk_size]
-            errors = [record(c, out) for c, out in zip(batch, judge.judge([c.item for c in batch]))]
-            if all(errors):
-                raise BackendError(f"judge '{judge.name}': all {len(batch)} calls of a chunk failed: {errors[0]}")
+        self.task = self.progress.start(f"judge {self.judge.name}", len(todo))
+        with RowWriter(self.store) as self.writer:
+            if isinstance(self.judge, StreamingJudge) and self.judge.streaming:
+                asyncio.run(self.stream(todo))
+                return
+            for start in range(0, len(todo), self.judge.chunk_size):
+                batch = todo[start: start + self.judge.chunk_size]
+                for call, outputs in zip(batch, self.judge.judge([c.item for c in batch])):
+                    error = self.record(call, outputs)
+                    self.give_up.failed(error, len(todo)) if error else self.give_up.succeeded()
 
-
-async def _stream_judge(judge, todo: list[_Call], record) -> None:
-    try:
-        await drain(todo, lambda c: judge.ajudge(c.item), record, workers=judge.max_concurrency,
-                    give_up_after=judge.chunk_size, who=f"judge '{judge.name}'")
-    finally:
-        await judge.aclose()
+    async def stream(self, calls: list[_Call] | Feed[_Call]) -> None:
+        try:
+            await drain(calls, lambda c: self.judge.ajudge(c.item), self.record, workers=self.judge.max_concurrency,
+                        give_up_after=self.judge.chunk_size, who=f"judge '{self.judge.name}'")
+        finally:
+            await self.judge.aclose()
 
 
 def _failure_row(call: _Call, judge: Judge, fingerprint: str, error: str, run_id: str) -> tuple:
@@ -230,23 +256,85 @@ def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
         cx, cy = chains[x].get(key, []), chains[y].get(key, [])
         if len(cx) < turn or len(cy) < turn:
             continue  # an answer is missing (failed generation): nothing to judge yet
-        for (a, ca), (b, cb) in (((x, cx[:turn]), (y, cy[:turn])), ((y, cy[:turn]), (x, cx[:turn]))):  # both orders
-            ids_a, ids_b = [i for i, _ in ca], [i for i, _ in cb]
-            call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b)
-            calls.append(_Call(call_id, question, turn, a, b, ca, cb))
+        calls += both_orders(fingerprint, question, turn, x, cx[:turn], y, cy[:turn])
     return calls
+
+
+def both_orders(fingerprint: str, question: Question, turn: int, x: str, cx: list, y: str, cy: list) -> list[_Call]:
+    """The two calls of one battle: x's answers shown as A, then y's."""
+    calls = []
+    for (a, ca), (b, cb) in (((x, cx), (y, cy)), ((y, cy), (x, cx))):
+        ids_a, ids_b = [i for i, _ in ca], [i for i, _ in cb]
+        call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b)
+        calls.append(_Call(call_id, question, turn, a, b, ca, cb))
+    return calls
+
+
+def single_call(fingerprint: str, question: Question, turn: int, model: str, chain: list) -> _Call:
+    ids = [i for i, _ in chain]
+    return _Call(call_key(fingerprint, question.set_name, question.question_id, turn, ids), question, turn,
+                 model, None, chain, None)
 
 
 def _single_calls(suite, questions, chains, fingerprint) -> list[_Call]:
-    calls = []
-    for model in sorted(chains):
-        for question in questions:
-            chain = chains[model].get((question.set_name, question.question_id), [])
-            for turn in range(1, len(chain) + 1):
-                ids = [i for i, _ in chain[:turn]]
-                call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids)
-                calls.append(_Call(call_id, question, turn, model, None, chain[:turn], None))
-    return calls
+    return [single_call(fingerprint, question, turn, model, chain[:turn])
+            for model in sorted(chains) for question in questions
+            for chain in [chains[model].get((question.set_name, question.question_id), [])]
+            for turn in range(1, len(chain) + 1)]
+
+
+class ReadyCalls:
+    """The battles (and single answers) that become judgeable as answers arrive, for judging while
+    generation runs (harness.pipeline): a scheduled pair on a question's turn once both models hold
+    their answers up to it. Over a whole run it yields exactly what `_pair_calls` / `_single_calls`
+    plan from the finished store (tests/test_pipeline.py pins that)."""
+
+    def __init__(self, suite: Suite, questions: list[Question]):
+        self.partners: dict[tuple, list[str]] = {}  # (set, question, turn, model) -> scheduled opponents
+        for question, turn, x, y in scheduled_pairs(suite, questions):
+            for model, other in ((x, y), (y, x)):
+                self.partners.setdefault((question.set_name, question.question_id, turn, model), []).append(other)
+        self.chains: dict[str, dict] = {m.name: {} for m in suite.models}  # model -> (set, question) -> [(id, text)]
+        self.fresh: set[str] = set()  # answer ids made in this run: no stored judgment can show them
+        self.turns = sum(len(question.turns) for question in questions)
+
+    def possible(self, kind: str) -> int:
+        """How many calls a judge of `kind` makes at most: every scheduled battle in both orders, or
+        every model's answer to every turn."""
+        if kind == "pairwise":
+            return sum(len(opponents) for opponents in self.partners.values())  # each battle counted from both sides
+        return len(self.chains) * self.turns
+
+    def add(self, model: str, answers: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+        """Take `answers` of `model` [(question, turn, answer_id, text, was_stored)], each turn after
+        the one before; return the (pairs, singles) they complete: (question, turn, x, chain_x, y,
+        chain_y) with x < y, and (question, turn, model, chain)."""
+        pairs, singles = [], []
+        for question, turn, answer_id, text, was_stored in answers:
+            key = (question.set_name, question.question_id)
+            chain = self.chains[model].setdefault(key, [])
+            chain.append((answer_id, text))
+            if not was_stored:
+                self.fresh.add(answer_id)
+            singles.append((question, turn, model, chain[:turn]))
+            for other in self.partners.get((*key, turn, model), ()):
+                theirs = self.chains[other].get(key, [])
+                if len(theirs) >= turn:
+                    (x, cx), (y, cy) = sorted(((model, chain[:turn]), (other, theirs[:turn])))
+                    pairs.append((question, turn, x, cx, y, cy))
+        return pairs, singles
+
+    def calls(self, kind: str, fingerprint: str, pairs: list[tuple], singles: list[tuple]
+              ) -> tuple[list[_Call], list[_Call]]:
+        """A judge's calls for what `add` returned: (calls that may be stored, calls on a fresh answer)."""
+        if kind == "pairwise":
+            made = [c for pair in pairs for c in both_orders(fingerprint, *pair)]
+        else:
+            made = [single_call(fingerprint, *single) for single in singles]
+        stored, fresh = [], []
+        for c in made:
+            (fresh if any(i in self.fresh for i, _ in c.chain_a + (c.chain_b or [])) else stored).append(c)
+        return stored, fresh
 
 
 def _reference(question: Question, turn: int) -> str | None:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Protocol
 
 import harness
 from harness.config import Suite
-from harness.errors import BackendError, HarnessError
+from harness.errors import HarnessError
 from harness.models.base import (
     Conversation,
     GenerationParams,
@@ -33,7 +33,7 @@ from harness.sets import Question, load_set
 from harness.store import Store
 from harness.store import queries as q
 from harness.store.writer import RowWriter
-from harness.streaming import drain
+from harness.streaming import GiveUp, drain
 
 
 class Progress(Protocol):
@@ -210,6 +210,9 @@ class _ModelJob:
     progress: Progress
     history: dict = field(default_factory=dict)  # (set, question) -> this model's answers so far
     task: object = None  # this model's progress bar
+    # Told of every answer this suite's model has, stored ones as each turn is planned and new ones as
+    # they arrive, as [(question, turn, answer_id, text, was_stored)]: harness.pipeline judges from it.
+    on_answers: Callable[[list[tuple]], None] | None = None
 
     def turns(self) -> Iterator[list[_Pending]]:
         """The answers to generate, turn by turn; the next turn is planned once the caller has
@@ -223,6 +226,9 @@ class _ModelJob:
             with self.store.read() as con:
                 cached = _take_stored(con, pending, self.history)
             todo = [p for p in pending if p.answer_id not in cached]
+            if self.on_answers and cached:
+                self.on_answers([(p.question, turn, p.answer_id, cached[p.answer_id], True)
+                                 for p in pending if p.answer_id in cached])
             self.stats.planned += len(pending)
             self.stats.cached += len(pending) - len(todo)
             if todo:
@@ -239,6 +245,8 @@ class _ModelJob:
             self.history[where[:2]].append(c.text)
             self.stats.completion_tokens += c.completion_tokens
             self.stats.generated += 1
+            if self.on_answers:  # after the row is queued: the writer commits it before any judgment of it
+                self.on_answers([(p.question, p.turn, p.answer_id, c.text, False)])
         else:
             writer.put("generation_failures", [(self.run_id, self.stats.fingerprint, *where, c.error)])
             self.stats.failed += 1
@@ -247,16 +255,15 @@ class _ModelJob:
 
     def run_chunked(self, writer: RowWriter) -> None:
         chunk_size = getattr(self.backend, "chunk_size", 16)
+        give_up = GiveUp(f"model '{self.stats.name}'", chunk_size)
         for todo in self.turns():
             for params, chunk in _chunks(todo, chunk_size):
                 began = time.perf_counter()
                 completions = self.backend.generate([p.conversation for p in chunk], params)
                 self.stats.generate_s += time.perf_counter() - began
-                if all(not c.ok for c in completions):
-                    raise BackendError(f"model '{self.stats.name}': all {len(chunk)} requests of a chunk failed:"
-                                       f" {completions[0].error}")
                 for p, c in zip(chunk, completions):
-                    self.record(p, c, writer)
+                    error = self.record(p, c, writer)
+                    give_up.failed(error, len(todo)) if error else give_up.succeeded()
 
     async def run_streaming(self, writer: RowWriter) -> None:
         backend = self.backend

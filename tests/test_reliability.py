@@ -249,9 +249,10 @@ def test_a_run_killed_during_judging_is_marked_interrupted_by_the_next_run(tmp_p
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--db", str(db)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            # the judge hangs on every call, so the run is certainly inside judging once a call arrives
+            # the judge hangs on every call, so the run is certainly inside judging once a call arrives;
+            # pairs are judged while generation goes on (harness.pipeline), so wait for every answer too
             for _ in range(3000):
-                if judge.counts["requests"] or proc.poll() is not None:
+                if judge.counts["requests"] and _answers_stored(db) == 2 * len(QUESTIONS) or proc.poll() is not None:
                     break
                 _wait_a_moment(proc)
             assert judge.counts["requests"] and proc.poll() is None, proc.stderr.read()
@@ -262,6 +263,13 @@ def test_a_run_killed_during_judging_is_marked_interrupted_by_the_next_run(tmp_p
     assert rows(db, "SELECT count(*) FROM answers") == [(2 * len(QUESTIONS),)]
     api.run(write_suite(tmp_path, "http://127.0.0.1:9/v1", None), db, stages=("generate",))  # all cached
     assert sorted(s for (s,) in rows(db, "SELECT status FROM runs")) == ["finished", "interrupted"]
+
+
+def _answers_stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with Store(db).read() as con:
+        return con.execute("SELECT count(*) FROM answers").fetchone()[0]
 
 
 def _wait_a_moment(proc) -> None:

@@ -76,7 +76,7 @@ def test_failed_requests_are_counted_and_retried_by_the_next_run(tmp_path, scrip
 def test_a_chunk_where_everything_fails_stops_the_run(tmp_path, scripted):
     store = Store(tmp_path / "h.duckdb")
     down = scripted("a", fail_when=lambda conv: "HTTP 404: model not found")
-    with pytest.raises(BackendError, match="all 4 requests of a chunk failed: HTTP 404"):
+    with pytest.raises(BackendError, match="4 requests in a row failed: HTTP 404"):
         run_suite(suite_with("a"), store, backends={"a": down})
     with store.read() as con:
         status, error = con.execute("SELECT status, error FROM runs").fetchone()

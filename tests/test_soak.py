@@ -3,7 +3,9 @@
 The final store must equal a clean run's (same answers, same judgments), and the calls made over all
 the killed runs may exceed the clean run's only by what a kill can lose: the requests in flight (at
 most CONCURRENCY: the models share one endpoint, hence one limit, and judging follows generation)
-plus the rows the writer had not committed (at most 2 * FLUSH_ROWS, harness/store/writer.py).
+plus the rows the writer had not committed (at most 2 * FLUSH_ROWS, harness/store/writer.py). Pairs
+are judged while generation goes on (harness.pipeline), so the requests in flight are at most
+CONCURRENCY to the models' endpoint (they share one limit) plus CONCURRENCY to the judge's.
 
 CI runs a few kills; `SOAK_KILLS=20 pytest -s tests/test_soak.py` runs the full soak and prints
 its numbers.
@@ -30,7 +32,7 @@ MODELS = ("m1", "m2", "m3", "m4")
 QUESTIONS = 24
 CONCURRENCY = 4
 FLUSH_ROWS = 8  # HARNESS_FLUSH_ROWS for the killed runs: a small batch makes the bound below tight
-LOST_PER_KILL = CONCURRENCY + 2 * FLUSH_ROWS
+LOST_PER_KILL = 2 * CONCURRENCY + 2 * FLUSH_ROWS
 CHUNK = CONCURRENCY * 4  # kill points stay this far from the ends of the run
 
 
@@ -104,7 +106,7 @@ def soak(tmp_path: Path, kills: int, seed: int = 0) -> dict:
                 raise AssertionError(f"run ended before kill {len(landed) + 1}: {proc.stderr.read().decode()[-300:]}")
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            landed.append(("generation" if judge.served_calls() == 0 else "judging", served()))
+            landed.append(("generation" if models.served_calls() < answers else "judging", served()))
         final = start(suite, db)
         assert final.wait(timeout=600) == 0, final.stderr.read().decode()
         report = {"kills": len(landed), "in_generation": sum(w == "generation" for w, _ in landed),

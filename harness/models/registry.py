@@ -54,6 +54,9 @@ class Capabilities:
     score_choices: bool = False  # implements ChoiceScorer (judges with decode: choice)
     loglikelihood: bool = False  # its lm-eval model scores loglikelihood tasks (multiple choice, cloze)
     local_weights: bool = False  # runs an HF folder the harness resolves (catalog, trainers' parents)
+    # answers one conversation at a time in an event loop (StreamingBackend) against an endpoint that
+    # is already running: its generation and judging can overlap (harness.pipeline)
+    streaming: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
     ),
     BackendEntry(
         "openai", OpenAIModelSpec, "harness.models.openai_backend:OpenAIBackend",
-        Capabilities(),
+        Capabilities(streaming=True),
         LMEvalMapping("local-chat-completions", "harness.closed.backends:openai_model_args",
                       no_loglikelihood_why="chat APIs return no prompt logprobs"),
         description="any OpenAI-compatible chat endpoint",
