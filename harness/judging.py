@@ -239,9 +239,19 @@ def call_key(fingerprint: str, set_name: str, question_id: str, turn: int, *id_l
     call of a run (500,000 in a large one) and the generic encoder is most of that time. Fingerprints
     and answer ids are hex, so only the set and question names need JSON escaping.
     tests/test_judges.py pins it to stable_hash."""
-    lists = ",".join("[" + ",".join(f'"{i}"' for i in ids) + "]" for ids in id_lists)
-    text = f'["{fingerprint}",{_names_json(set_name, question_id)},{turn},{lists}]'
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _key_of(_key_head(fingerprint, set_name, question_id, turn), *map(_ids_json, id_lists))
+
+
+def _key_head(fingerprint: str, set_name: str, question_id: str, turn: int) -> str:
+    return f'["{fingerprint}",{_names_json(set_name, question_id)},{turn},'
+
+
+def _ids_json(ids: list[str]) -> str:
+    return '["' + '","'.join(ids) + '"]' if ids else "[]"
+
+
+def _key_of(head: str, *lists_json: str) -> str:
+    return hashlib.sha256((head + ",".join(lists_json) + "]").encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @functools.lru_cache(maxsize=65536)
@@ -261,13 +271,11 @@ def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
 
 
 def both_orders(fingerprint: str, question: Question, turn: int, x: str, cx: list, y: str, cy: list) -> list[_Call]:
-    """The two calls of one battle: x's answers shown as A, then y's."""
-    calls = []
-    for (a, ca), (b, cb) in (((x, cx), (y, cy)), ((y, cy), (x, cx))):
-        ids_a, ids_b = [i for i, _ in ca], [i for i, _ in cb]
-        call_id = call_key(fingerprint, question.set_name, question.question_id, turn, ids_a, ids_b)
-        calls.append(_Call(call_id, question, turn, a, b, ca, cb))
-    return calls
+    """The two calls of one battle: x's answers shown as A, then y's (each key as call_key gives it)."""
+    head = _key_head(fingerprint, question.set_name, question.question_id, turn)
+    jx, jy = _ids_json([i for i, _ in cx]), _ids_json([i for i, _ in cy])
+    return [_Call(_key_of(head, jx, jy), question, turn, x, y, cx, cy),
+            _Call(_key_of(head, jy, jx), question, turn, y, x, cy, cx)]
 
 
 def single_call(fingerprint: str, question: Question, turn: int, model: str, chain: list) -> _Call:
@@ -316,24 +324,26 @@ class ReadyCalls:
             chain.append((answer_id, text))
             if not was_stored:
                 self.fresh.add(answer_id)
-            singles.append((question, turn, model, chain[:turn]))
+            mine = chain[:turn]
+            singles.append((question, turn, model, mine))
             for other in self.partners.get((*key, turn, model), ()):
-                theirs = self.chains[other].get(key, [])
-                if len(theirs) >= turn:
-                    (x, cx), (y, cy) = sorted(((model, chain[:turn]), (other, theirs[:turn])))
-                    pairs.append((question, turn, x, cx, y, cy))
+                theirs = self.chains[other].get(key)
+                if theirs is not None and len(theirs) >= turn:
+                    pairs.append((question, turn, model, mine, other, theirs[:turn]) if model < other
+                                 else (question, turn, other, theirs[:turn], model, mine))
         return pairs, singles
 
     def calls(self, kind: str, fingerprint: str, pairs: list[tuple], singles: list[tuple]
               ) -> tuple[list[_Call], list[_Call]]:
         """A judge's calls for what `add` returned: (calls that may be stored, calls on a fresh answer)."""
-        if kind == "pairwise":
-            made = [c for pair in pairs for c in both_orders(fingerprint, *pair)]
-        else:
-            made = [single_call(fingerprint, *single) for single in singles]
         stored, fresh = [], []
-        for c in made:
-            (fresh if any(i in self.fresh for i, _ in c.chain_a + (c.chain_b or [])) else stored).append(c)
+        if kind == "pairwise":
+            for pair in pairs:  # the last answers decide: an earlier turn made now makes the later ones new too
+                new = pair[3][-1][0] in self.fresh or pair[5][-1][0] in self.fresh
+                (fresh if new else stored).extend(both_orders(fingerprint, *pair))
+        else:
+            for single in singles:
+                (fresh if single[3][-1][0] in self.fresh else stored).append(single_call(fingerprint, *single))
         return stored, fresh
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import subprocess
 import time
 import uuid
@@ -25,9 +26,9 @@ from harness.models.base import (
     GenerationParams,
     Message,
     ModelBackend,
+    CANONICAL_JSON,
     StreamingBackend,
     create_backend,
-    stable_hash,
 )
 from harness.sets import Question, load_set
 from harness.store import Store
@@ -91,9 +92,17 @@ class _Pending:
 
 
 def answer_key(fingerprint: str, params: GenerationParams, conversation: Conversation) -> str:
-    return stable_hash(
-        {"model": fingerprint, "params": params.key(), "conversation": [(m.role, m.content) for m in conversation]}
-    )
+    """stable_hash({"model": fingerprint, "params": params.key(), "conversation": [(role, content)...]}),
+    written out with the same encoder (keys in sorted order): planning keys every answer of a suite
+    on every run. tests/test_runner.py pins it to stable_hash."""
+    text = ('{"conversation":' + CANONICAL_JSON.encode([(m.role, m.content) for m in conversation])
+            + ',"model":' + CANONICAL_JSON.encode(fingerprint) + ',"params":"' + _params_key(params) + '"}')
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _params_key(params: GenerationParams) -> str:
+    return params.key()
 
 
 def load_questions(suite: Suite, base_dir: Path) -> list[Question]:

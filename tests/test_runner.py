@@ -119,3 +119,39 @@ def test_reference_outputs_from_a_file_act_as_a_baseline_model(tmp_path, shared_
         run_suite(uncovered, store)
     with pytest.raises(DataError, match="reference outputs file not found"):
         ReferenceBackend(ReferenceModelSpec(name="x", model=str(tmp_path / "missing.json")))
+
+
+def test_questions_are_stored_once_and_a_changed_question_is_updated(tmp_path):
+    from harness.sets import Question
+    from harness.store.queries import upsert_questions
+
+    store = Store(tmp_path / "h.duckdb")
+    first = [Question("s", f"q{i}", "general", (f"turn {i}",), tags=("a",)) for i in range(3)]
+    with store.write() as con:
+        upsert_questions(con, first)
+        upsert_questions(con, first)  # unchanged: nothing written, no duplicate
+    changed = [first[0], Question("s", "q1", "math", ("turn one, edited",), tags=("a",)),
+               Question("s", "q2", "general", ("turn 2",), tags=("b",)), Question("s", "q3", "general", ("new",))]
+    with store.write() as con:
+        upsert_questions(con, changed)
+        stored = con.execute("SELECT question_id, category, turns, tags FROM questions ORDER BY 1").fetchall()
+    assert stored == [("q0", "general", ["turn 0"], ["a"]), ("q1", "math", ["turn one, edited"], ["a"]),
+                      ("q2", "general", ["turn 2"], ["b"]), ("q3", "general", ["new"], [])]
+
+
+def test_answer_key_is_stable_hash_written_out():
+    """The planner's fast answer key must be the key every stored answer has."""
+    import random
+
+    from harness.models.base import GenerationParams, Message, stable_hash
+    from harness.runner import answer_key
+
+    rng = random.Random(0)
+    alphabet = ['a', ' ', '"', '\\', '\n', 'é', '中', '\U0001f600', '\ud800', '}', ',', ':', '\x00', '\u2028']
+    for _ in range(2000):
+        conversation = tuple(Message(rng.choice(["user", "assistant"]), "".join(rng.choices(alphabet, k=rng.randint(0, 12))))
+                             for _ in range(rng.randint(1, 4)))
+        params = GenerationParams(temperature=rng.choice([0.0, 0.7]), max_new_tokens=rng.choice([16, 512]))
+        fingerprint = rng.choice(["fp", "é\"q", "0" * 64])
+        assert answer_key(fingerprint, params, conversation) == stable_hash(
+            {"model": fingerprint, "params": params.key(), "conversation": [(m.role, m.content) for m in conversation]})

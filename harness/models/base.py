@@ -129,12 +129,12 @@ class ChoiceScorer(Protocol):
 
 # json.dumps builds an encoder per call; one shared encoder gives the same text, faster (planning
 # hashes every judge call of a run: 500,000 of them in a large one).
-_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def stable_hash(obj: Any) -> str:
     """sha256 of canonical JSON: the one hashing rule for every cache key in the store."""
-    blob = _CANONICAL.encode(obj)
+    blob = CANONICAL_JSON.encode(obj)
     # surrogatepass: a lone surrogate hashes instead of raising; every other text hashes as before.
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
