@@ -270,10 +270,13 @@ def _pair_calls(suite, questions, chains, fingerprint) -> list[_Call]:
     return calls
 
 
-def both_orders(fingerprint: str, question: Question, turn: int, x: str, cx: list, y: str, cy: list) -> list[_Call]:
-    """The two calls of one battle: x's answers shown as A, then y's (each key as call_key gives it)."""
+def both_orders(fingerprint: str, question: Question, turn: int, x: str, cx: list, y: str, cy: list,
+                jx: str | None = None, jy: str | None = None) -> list[_Call]:
+    """The two calls of one battle: x's answers shown as A, then y's (each key as call_key gives it).
+    `jx`, `jy`: the chains' ids as JSON when the caller has them already."""
     head = _key_head(fingerprint, question.set_name, question.question_id, turn)
-    jx, jy = _ids_json([i for i, _ in cx]), _ids_json([i for i, _ in cy])
+    jx = jx or _ids_json([i for i, _ in cx])
+    jy = jy or _ids_json([i for i, _ in cy])
     return [_Call(_key_of(head, jx, jy), question, turn, x, y, cx, cy),
             _Call(_key_of(head, jy, jx), question, turn, y, x, cy, cx)]
 
@@ -305,6 +308,9 @@ class ReadyCalls:
         self.chains: dict[str, dict] = {m.name: {} for m in suite.models}  # model -> (set, question) -> [(id, text)]
         self.fresh: set[str] = set()  # answer ids made in this run: no stored judgment can show them
         self.turns = sum(len(question.turns) for question in questions)
+        self.singles = any(j.kind == "single" for j in suite.judges)
+        # answer id -> the ids of its chain (turns 1..its own) as JSON, computed once, not per call
+        self.ids_json: dict[str, str] = {}
 
     def possible(self, kind: str) -> int:
         """How many calls a judge of `kind` makes at most: every scheduled battle in both orders, or
@@ -325,7 +331,9 @@ class ReadyCalls:
             if not was_stored:
                 self.fresh.add(answer_id)
             mine = chain[:turn]
-            singles.append((question, turn, model, mine))
+            self.ids_json[answer_id] = _ids_json([i for i, _ in mine])
+            if self.singles:
+                singles.append((question, turn, model, mine))
             for other in self.partners.get((*key, turn, model), ()):
                 theirs = self.chains[other].get(key)
                 if theirs is not None and len(theirs) >= turn:
@@ -339,8 +347,10 @@ class ReadyCalls:
         stored, fresh = [], []
         if kind == "pairwise":
             for pair in pairs:  # the last answers decide: an earlier turn made now makes the later ones new too
-                new = pair[3][-1][0] in self.fresh or pair[5][-1][0] in self.fresh
-                (fresh if new else stored).extend(both_orders(fingerprint, *pair))
+                last_x, last_y = pair[3][-1][0], pair[5][-1][0]
+                new = last_x in self.fresh or last_y in self.fresh
+                (fresh if new else stored).extend(
+                    both_orders(fingerprint, *pair, self.ids_json[last_x], self.ids_json[last_y]))
         else:
             for single in singles:
                 (fresh if single[3][-1][0] in self.fresh else stored).append(single_call(fingerprint, *single))

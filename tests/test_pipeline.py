@@ -108,6 +108,8 @@ def test_ready_calls_over_any_arrival_order_are_the_calls_planned_from_the_finis
             "name": "p", "sets": [{"name": "s"}],
             "models": [{"name": m, "backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"}
                        for m in ("m1", "m2", "m3", "m4")],
+            "judges": [{"name": "g", "kind": "single", "model": {"name": "gm", "backend": "openai", "model": "g",
+                                                                  "base_url": "http://127.0.0.1:9/v1"}}],
             "pairs": {"mode": mode, "baseline": "m2", "budget": 25, "seed": seed}})
         chains, arrivals = {}, []
         for model in ("m1", "m2", "m3", "m4"):
