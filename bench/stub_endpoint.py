@@ -50,7 +50,7 @@ class Stats:
         self.in_flight = self.peak_in_flight = 0
         self.busy_s = 0.0                  # sum of request durations: busy_s / span = mean in flight
         self.served: Counter[str] = Counter()
-        self.recorded: list[dict] = []     # the first judge requests, as sent (the same-request baseline)
+        self.recorded: list[dict] = []     # the first requests of a phase, as sent (the same-request baseline)
 
     def started(self) -> float:
         now = time.monotonic() - self.t0
@@ -83,7 +83,7 @@ class Stats:
         }
 
 
-RECORD = 2000  # judge requests kept for GET /recorded
+RECORD = 2000  # requests kept for GET /recorded (each phase's first ones)
 
 
 def build_app(latency_s: float, track_keys: bool = True) -> web.Application:
@@ -99,9 +99,8 @@ def build_app(latency_s: float, track_keys: bool = True) -> web.Application:
             await asyncio.sleep(latency_s)  # the model "thinking": overlaps with every other request
             model = body.get("model", "")
             kind, text = reply_text(model, body["messages"])
-            if kind == "judge" and len(stats.recorded) < RECORD:
-                stats.recorded.append({k: body[k] for k in ("model", "messages", "max_tokens", "temperature")
-                                       if k in body})
+            if len(stats.recorded) < RECORD:
+                stats.recorded.append(body)
             key = call_key(body) if track_keys else None
             return web.Response(body=completion_json(model, text, len(raw)), content_type="application/json")
         except (ValueError, KeyError, TypeError) as exc:  # a bad request is the client's bug: say so
