@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.judging import JudgeRun, JudgingSummary, ReadyCalls, build_judge, registered_samples, tag_salt
 from harness.models.base import StreamingBackend, create_backend
 from harness.models.registry import get_entry
-from harness.runner import ModelStats, Progress, RunSummary, _ModelJob, _Silent
+from harness.runner import ModelStats, Progress, RunSummary, ModelJob, _Silent, stream_models
 from harness.sets import Question
 from harness.store import Store
 from harness.store import queries as q
@@ -64,7 +64,7 @@ def generate_and_judge(suite: Suite, store: Store, run_id: str, questions: list[
                 for spec in suite.judges for sample in registered_samples(spec, built[spec.name], store)]
         judging.judges.extend(run.stats for run in runs)
         summary.models.extend(ModelStats(name=m.name) for m in suite.models)
-        jobs = [_ModelJob(m, made[m.name], stats, suite, questions, store, run_id, progress)
+        jobs = [ModelJob(m, made[m.name], stats, suite, questions, store, run_id, progress)
                 for m, stats in zip(suite.models, summary.models)]
         with RowWriter(store) as writer:
             for run in runs:
@@ -79,7 +79,7 @@ def generate_and_judge(suite: Suite, store: Store, run_id: str, questions: list[
                 judge.close()
 
 
-async def _overlapped(jobs: list[_ModelJob], runs: list[JudgeRun], ready: ReadyCalls, writer: RowWriter) -> None:
+async def _overlapped(jobs: list[ModelJob], runs: list[JudgeRun], ready: ReadyCalls, writer: RowWriter) -> None:
     feeds = [Feed() for _ in runs]
     for run in runs:  # the bar counts every possible call; stored ones count as done once found
         run.task = run.progress.start(f"judge {run.judge.name} (as answers arrive)", ready.possible(run.judge.kind))
@@ -99,16 +99,10 @@ async def _overlapped(jobs: list[_ModelJob], runs: list[JudgeRun], ready: ReadyC
 
     async def generate() -> None:
         try:
-            async with asyncio.TaskGroup() as group:
-                for job in jobs:
-                    group.create_task(job.run_streaming(writer))
-        except* HarnessError as errors:
-            raise errors.exceptions[0] from None
+            await stream_models(jobs, writer)
         finally:
             for feed in feeds:
                 feed.close()  # every answer is in: the judges finish what is queued and stop
-            for job in jobs:
-                await job.backend.aclose()
 
     try:
         async with asyncio.TaskGroup() as group:

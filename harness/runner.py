@@ -150,7 +150,7 @@ def _run_models(suite, store, questions, summary: RunSummary, progress, backends
     One writer thread commits every model's rows."""
     made = {spec.name: (backends or {}).get(spec.name) or create_backend(spec) for spec in suite.models}
     summary.models.extend(ModelStats(name=spec.name) for spec in suite.models)
-    jobs = [_ModelJob(spec, made[spec.name], stats, suite, questions, store, summary.run_id, progress)
+    jobs = [ModelJob(spec, made[spec.name], stats, suite, questions, store, summary.run_id, progress)
             for spec, stats in zip(suite.models, summary.models)]
     try:
         with RowWriter(store) as writer:
@@ -159,14 +159,14 @@ def _run_models(suite, store, questions, summary: RunSummary, progress, backends
                     job.run_chunked(writer)
             streaming = [job for job in jobs if isinstance(job.backend, StreamingBackend)]
             if streaming:
-                asyncio.run(_stream_models(streaming, writer))
+                asyncio.run(stream_models(streaming, writer))
     finally:
         for name, backend in made.items():
             if name not in (backends or {}):
                 backend.close()
 
 
-async def _stream_models(jobs: list["_ModelJob"], writer: RowWriter) -> None:
+async def stream_models(jobs: list["ModelJob"], writer: RowWriter) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             for job in jobs:
@@ -205,7 +205,7 @@ def recorded_run(store: Store, run_id: str, suite: Suite, progress, totals: Call
 
 
 @dataclass
-class _ModelJob:
+class ModelJob:
     """One model's generation: turn 1 of every question, then turn 2 (which needs them), and so on;
     each turn generates only the answers whose keys the store lacks."""
 
