@@ -21,7 +21,15 @@ elo_analysis but not declared by fschat):
     /tmp/fastchat-venv/bin/pip install fschat pandas scikit-learn numpy tqdm pytz plotly
 Run (harness venv, repo root; about 2-3 minutes with the defaults):
     FASTCHAT_PYTHON=/tmp/fastchat-venv/bin/python python bench/ratings.py \
-        [--battles 1000000 --models 24 --rounds 1000 --fastchat-rounds 5]
+        [--battles 1000000 --models 24 --rounds 1000 --fastchat-rounds 5 --questions 2000]
+
+harness.stats (issue 15), timed on the same battles (goal: < 10 s each for 1M battles, 1,000 rounds):
+  - the question-clustered bootstrap (each battle assigned to one of --questions questions, drawn
+    uniformly), beside the battle-level one, with both mean interval widths;
+  - style-controlled BT (harness.stats.style): the same pairs redrawn with a planted length effect
+    (--length-coef log-odds per standard deviation) and random markdown counts that play no part;
+    fit, 1,000 question-clustered rounds, and the recovered coefficients.
+--skip-fastchat runs only the harness side (no FastChat venv needed).
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1000, help="harness bootstrap rounds")
     p.add_argument("--fastchat-rounds", type=int, default=5, help="FastChat bootstrap rounds (seconds each)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--questions", type=int, default=2000, help="question clusters for harness.stats")
+    p.add_argument("--length-coef", type=float, default=0.3, help="planted style coefficient of length")
+    p.add_argument("--skip-fastchat", action="store_true", help="time the harness side only")
     p.add_argument("--fastchat-side", metavar="NPZ", help=argparse.SUPPRESS)  # internal: the subprocess
     return p.parse_args()
 
@@ -112,6 +123,9 @@ def main() -> None:
     online = elo(battles)
     print(f"   online Elo in the given order: {time.perf_counter() - started:.2f} s")
 
+    bench_stats(args, true, a, b, score, models)
+    if args.skip_fastchat:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "battles.npz"
         np.savez(npz, models=np.array(models), a=a, b=b, outcome=np.rint(score * 2).astype(np.int8))
@@ -136,6 +150,58 @@ def main() -> None:
     print(f"   max |BT point difference|, both mean 1000: {diff:.4f} points "
           f"(goal <= {GOAL_DIFF}: {'met' if diff <= GOAL_DIFF else 'NOT met'})")
     print(f"   max |online Elo difference| vs compute_elo: {elo_diff:.3g} points")
+
+
+def bench_stats(args: argparse.Namespace, true: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray,
+                models: tuple[str, ...]) -> None:
+    """harness.stats on the same battles: clustered bootstrap and style-controlled BT, timed."""
+    from harness.stats import clustered, style
+    from harness.stats.frame import from_arrays
+
+    rng = np.random.default_rng(args.seed + 1)  # its own stream: the battles above stay the same
+    question = rng.integers(0, args.questions, len(a))
+    frame = from_arrays(models, a, b, score, None, question)
+    header(f"harness.stats: bootstrap(unit='question' / 'battle', rounds={args.rounds}), "
+           f"{args.questions} questions")
+    widths = {}
+    for unit in clustered.UNITS:
+        started = time.perf_counter()
+        draws = clustered.bootstrap(frame, unit, args.rounds, args.seed)
+        elapsed = time.perf_counter() - started
+        intervals = draws.intervals()
+        widths[unit] = np.mean([iv.high - iv.low for iv in intervals.values()])
+        print(f"   {unit}-level: {elapsed:.2f} s incl. aggregation and point; mean 95% width {widths[unit]:.2f} "
+              f"points (goal < 10 s: {'met' if elapsed < 10 else 'NOT met'})")
+    print(f"   question / battle width: {widths['question'] / widths['battle']:.3f} (these battles are independent "
+          "within a question, so ~1 is expected; correlated ones widen it: tests/test_stats.py)")
+
+    header(f"harness.stats.style: style-controlled BT, {args.rounds} question-clustered rounds")
+    n = len(a)
+    verbose = np.linspace(0.5, 2.0, len(models))  # model m writes verbose[m] times the typical length
+    len_a, len_b = rng.lognormal(np.log(600 * verbose[a]), 0.5), rng.lognormal(np.log(600 * verbose[b]), 0.5)
+    markdown_a, markdown_b = rng.poisson(2.0, (n, 3)), rng.poisson(2.0, (n, 3))
+    z = style.normalise(np.column_stack([len_a, markdown_a]), np.column_stack([len_b, markdown_b]))
+    strength = (true - true.mean()) * np.log(10) / 400
+    eta = strength[a] - strength[b] + args.length_coef * z[:, 0]
+    p = 1 / (1 + np.exp(-eta))
+    tie = 0.3 * 2 * np.minimum(p, 1 - p)
+    styled = np.where(rng.random(n) < tie, 0.5, (rng.random(n) < (p - tie / 2) / (1 - tie)).astype(float))
+    frame = from_arrays(models, a, b, styled, None, question, None, len_a, len_b)
+    started = time.perf_counter()
+    names, z = style.covariates(frame, markdown_a, markdown_b)
+    features_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = style.bootstrap(frame, z, names, args.rounds, args.seed, raw=clustered.bootstrap(
+        frame, "question", args.rounds, args.seed))
+    elapsed = time.perf_counter() - started
+    print(f"   covariates: {features_s:.2f} s; fit + {args.rounds} rounds (+ raw BT's clustered bootstrap): "
+          f"{elapsed:.2f} s (goal < 10 s: {'met' if elapsed < 10 else 'NOT met'})")
+    planted = {"length": args.length_coef, "headers": 0.0, "lists": 0.0, "bold": 0.0}
+    for name, iv in result.coefficients.items():
+        print(f"   {name}: planted {planted[name]:+.3f}, fitted {iv.point:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]")
+    controlled = np.array([result.controlled[m].point for m in models])
+    print(f"   max |controlled - true| {np.abs(controlled - (true - true.mean() + 1000)).max():.2f} points; raw BT "
+          f"max |raw - true| {max(abs(result.raw[m].point - t) for m, t in zip(models, true - true.mean() + 1000)):.2f}")
 
 
 def fastchat_side(npz: Path, rounds: int) -> None:

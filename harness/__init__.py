@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 # Names that are not also module names of this package (harness.ratings is the rating maths).
 _API = {name: "harness.api" for name in ("run", "rate", "stored_ratings", "evaluate_judges", "train", "open_store",
-                                         "judge_reliability", "self_preference", "RunReport", "Leaderboard")}
+                                         "judge_reliability", "self_preference", "RunReport", "Leaderboard",
+                                         "compare", "how_sure", "probe")}
 _API |= {"Selection": "harness.battles", "Suite": "harness.config", "load_suite": "harness.config",
          "Store": "harness.store"}
 __all__ = ["HarnessError", "__version__", *sorted(_API)]

@@ -300,3 +300,18 @@ def lineage(model: str, db: Store | str | Path = DEFAULT_DB):
     import trainers
 
     return trainers.lineage(open_store(db, must_exist=True), model)
+
+
+
+# --- how sure are we (harness/stats/api.py: compare, how_sure, probe) ---------------------------------
+_STATS = ("compare", "how_sure", "probe", "Comparison", "PanelComparison", "Certainty", "PanelCertainty", "ProbeReport")
+
+
+def __getattr__(name: str):
+    """The statistics API lives in harness.stats.api (numpy-heavy, loaded on first use) and is part
+    of this one: `harness.api.compare(...)`."""
+    if name in _STATS:
+        from harness.stats import api as stats_api
+
+        return getattr(stats_api, name)
+    raise AttributeError(f"module 'harness.api' has no attribute {name!r}")

@@ -3,6 +3,12 @@ writes the store (harness.api does: battles from harness.battles in, rows to har
 
 One row per (judge, dimension, category, method, model): BT and Elo with bootstrap CIs, win rate
 and length-controlled win rate against a baseline, and MT-Bench-style mean grades.
+
+"Significantly above the next model" comes from `paired_marks`: per panel, a permutation test of
+each model's BT difference with the one ranked just below it (their names swapped within random
+halves of the questions, so the test is paired by question), Holm-corrected over the adjacent pairs
+(harness.stats.paired). `separated` (non-overlapping intervals) is kept for the
+stored board's chart, which has no battles to pair: it is conservative and not a test.
 """
 
 from __future__ import annotations
@@ -98,16 +104,27 @@ def _fighting_models_only(rated: Battles) -> Battles:
 
 
 def rate(battles: list[Battle], rounds: int, level: float, seed: int = 0, baseline: str | None = None,
-         categories: bool = True, elo_orders: int = ELO_ORDERS) -> list[RatingRow]:
+         categories: bool = True, elo_orders: int = ELO_ORDERS, ci: str = "battle") -> list[RatingRow]:
     """BT and Elo with bootstrap CIs per judge, dimension and category ('all' first); with a
     baseline, each model's win rate and LC win rate against it.
 
     Every table's bootstrap is seeded with `seed`, as if rated alone; the tables are rated together
-    (`bootstrap_many`), so the online-Elo loop runs once for the whole board, not once per table."""
+    (`bootstrap_many`), so the online-Elo loop runs once for the whole board, not once per table.
+    ci="question": BT intervals resample questions with all their battles (harness.stats.clustered:
+    battles on one question are correlated, so battle-level intervals are too narrow); Elo's stay
+    battle-level. The default, "battle", is FastChat's."""
+    if ci not in ("battle", "question"):
+        raise ValueError(f"ci must be 'battle' or 'question', got {ci!r}")
     tables = _tables(battles, categories)
     by_method = {method: bootstrap_many([t.rated for t in tables], method, rounds, seed, level,
                                         **({"n_orders": elo_orders} if method == "elo" else {}))
-                 for method in METHODS}
+                 for method in METHODS if method == "elo" or ci == "battle"}
+    if ci == "question":
+        from harness.stats import clustered
+        from harness.stats.frame import from_battles
+
+        by_method["bt"] = [clustered.bootstrap(from_battles(t.battles), "question", rounds, seed).intervals(level)
+                           for t in tables]
     out: list[RatingRow] = []
     for i, t in enumerate(tables):
         for method in METHODS:
@@ -164,3 +181,25 @@ def separated(low: float | None, high_below: float | None, scale: float = 400.0)
     if low is None or high_below is None:
         return False
     return low - high_below > 1e-6 * scale
+
+
+# "Significantly above the next model": paired tests, Holm-corrected over the adjacent pairs.
+PAIRED_ALPHA = 0.05
+
+
+def paired_marks(battles: list[Battle], alpha: float = PAIRED_ALPHA, seed: int = 0) -> dict[tuple[str, str], list]:
+    """Per (judge, dimension) panel, in BT order (best first): harness.stats.paired.Adjacent for each
+    model and the one just below it: the permutation test of their BT difference (names swapped
+    within questions) and its Holm-adjusted p-value across the panel's adjacent pairs; `significant`
+    is the leaderboard's mark."""
+    from harness.ratings import bradley_terry
+    from harness.stats import paired
+    from harness.stats.frame import from_battles
+
+    out = {}
+    for panel, group in _by_panel(battles).items():
+        frame = from_battles(group)
+        points = bradley_terry(frame.battles())
+        order = sorted(points, key=lambda m: (-points[m], m))
+        out[panel] = paired.adjacent(frame, order=order, alpha=alpha, seed=seed)
+    return out

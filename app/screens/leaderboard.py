@@ -1,5 +1,8 @@
 """Leaderboard: models x (judge, dimension) ratings with CIs, win rates, MT-Bench grades, closed-set
-metrics, a significance mark from CI overlap, and a CSV download."""
+metrics, and a CSV download. Two kinds of mark: the chart's colour from CI overlap of the stored
+(battle-level) intervals, and, under "How sure", paired tests over questions with Holm's correction
+(harness.leaderboard.paired_marks), question-clustered intervals beside battle-level ones, and
+style-control coefficients (harness.stats)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ import streamlit as st
 from app import charts
 from app.data import load
 from app.filters import ALL, options, pick, suite as pick_suite
-from harness.leaderboard import separated
+from harness.leaderboard import PAIRED_ALPHA, paired_marks, separated
 
 METHOD_LABEL = {"bt": "Bradley-Terry", "elo": "Elo"}
+# "How sure" refits from the battles on every page run: on by default up to this many battles.
+HOW_SURE_BATTLES = 50_000
+HOW_SURE_ROUNDS = 200
 
 
 def render() -> None:
@@ -30,6 +36,7 @@ def render() -> None:
                                help="Battles a person settled on the Annotate page count with the person's verdict.")
     rows = _rating_rows(suite, judge, dims, category, set_name, humans)
     _ratings_section(rows, method, humans or set_name is not None)
+    _how_sure_section(suite, rows, judge, dims, category, set_name, humans)
     _win_rates_section(rows)
     _grades_section(rows)
     closed = _closed_section(suite, {r["model"] for r in rows})
@@ -77,6 +84,62 @@ def _ratings_section(rows, method, live) -> None:
     st.altair_chart(charts.ratings_with_ci(df, METHOD_LABEL[method]))
     models = sorted(set(df["model"]))
     st.caption(f"{len(models)} models: " + ", ".join(models))
+
+
+def _how_sure_section(suite, rows, judge, dims, category, set_name, humans) -> None:
+    """Paired tests of neighbours (Holm), both kinds of interval, style coefficients, per panel."""
+    from harness.stats import clustered, style
+    from harness.stats.frame import from_battles, panels
+
+    st.subheader("How sure: paired tests, question-clustered intervals, style control")
+    bt_rows = [r for r in rows if r["method"] == "bt"]
+    if not bt_rows:
+        return
+    size = sum(r["battles"] for r in bt_rows) // 2
+    if not st.sidebar.toggle("How sure (refit from battles)", value=size <= HOW_SURE_BATTLES, key="f_how_sure",
+                             help="Paired tests, clustered intervals and style control, computed on each page run."):
+        st.caption(f"Off: about {size:,} battles here; turn on 'How sure' in the sidebar to refit them.")
+        return
+    judges = [judge] if judge else sorted({r["judge_name"] for r in bt_rows})
+    battles = []
+    for j in judges:
+        for d in dims:
+            battles += load("suite_battles", suite, j, d, set_name, None if category == ALL else category, humans)
+    if not battles:
+        return
+    marks, widths, coefficients = [], [], []
+    for (j, d), adjacent in paired_marks(battles).items():
+        marks += [{"panel": f"{j} / {d}", "model": a.above, "next below": a.below, "p": a.p_value,
+                   "p (Holm)": a.p_holm, "mark": "significantly above" if a.significant else "not established"}
+                  for a in adjacent]
+    for (j, d), group in panels(battles).items():
+        frame = from_battles(group)
+        widths += [{"panel": f"{j} / {d}", "model": w.model, "BT": w.point,
+                    "battles resampled": f"[{w.battle.low:.0f}, {w.battle.high:.0f}]",
+                    "questions resampled": f"[{w.question.low:.0f}, {w.question.high:.0f}]",
+                    "width ratio": w.inflation} for w in clustered.both_widths(frame, HOW_SURE_ROUNDS)]
+        names, z = style.covariates(frame)
+        if names:
+            controlled = style.bootstrap(frame, z, names, HOW_SURE_ROUNDS)
+            coefficients += [{"panel": f"{j} / {d}", "feature": name, "coefficient": iv.point, "low": iv.low,
+                              "high": iv.high, "style-controlled ranking": ", ".join(controlled.ranking())}
+                             for name, iv in controlled.coefficients.items()]
+    st.caption(f"Significance: each model against the one ranked just below it, a permutation test of their "
+               f"Bradley-Terry difference (the two names swapped within random halves of the questions, every "
+               f"battle refitted), Holm-corrected across the panel's neighbours at alpha {PAIRED_ALPHA}. Unlike "
+               "CI overlap this is a test; 'not established' is not 'equal'.")
+    st.dataframe(pd.DataFrame(marks), hide_index=True)
+    st.caption(f"Interval kind: 95% percentile bootstrap ({HOW_SURE_ROUNDS} rounds) resampling battles (as the "
+               "chart above) or whole questions. Battles on one question are correlated, so the question-"
+               "resampled interval is the honest one; a width ratio above 1 is how much the battle-level one "
+               "understates.")
+    st.dataframe(pd.DataFrame(widths), hide_index=True)
+    if coefficients:
+        st.caption("Style control (Arena's contextual Bradley-Terry): the judge's preference for the longer answer, "
+                   "in log-odds per unit (root mean square) of the normalised length difference, with its question-"
+                   "clustered interval, and the ranking with length held equal. `harness how-sure SUITE` adds "
+                   "the markdown features.")
+        st.dataframe(pd.DataFrame(coefficients), hide_index=True)
 
 
 def _win_rates_section(rows) -> None:

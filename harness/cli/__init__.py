@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness.cli import browse, judge_eval, read, run, train  # noqa: E402
+from harness.cli import stats  # noqa: E402
 from harness.cli.closed import closed_app  # noqa: E402
 from harness.cli.render import line, literal  # noqa: E402
 from harness.redact import redact  # noqa: E402
@@ -36,6 +37,9 @@ app.command("sets")(read.sets)
 app.command("answers")(read.answers)
 app.command("lineage")(train.lineage)
 app.command("app")(browse.app_command)
+app.command("compare")(stats.compare)
+app.command("how-sure")(stats.how_sure)
+app.command("probe")(stats.probe)
 app.add_typer(read.db_app, name="db")
 app.add_typer(closed_app, name="closed")
 app.add_typer(train.train_app, name="train")
