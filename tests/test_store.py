@@ -88,7 +88,17 @@ EXPECTED_SCHEMA = {
                        "question_id VARCHAR", "turn INTEGER", "model_a VARCHAR", "model_b VARCHAR", "error VARCHAR",
                        "run_id VARCHAR", "created_at TIMESTAMP"],
     "store_settings": ["key VARCHAR", "value VARCHAR"],
+    # 008
+    "jobs": ["job_id VARCHAR", "kind VARCHAR", "state VARCHAR", "priority INTEGER", "suite_name VARCHAR",
+             "suite_json VARCHAR", "params_json VARCHAR", "data_roots VARCHAR[]", "resources VARCHAR[]",
+             "submitter VARCHAR", "submitted_at TIMESTAMP", "started_at TIMESTAMP", "finished_at TIMESTAMP",
+             "worker VARCHAR", "lease_until TIMESTAMP", "attempts INTEGER", "stage VARCHAR", "progress_json VARCHAR",
+             "result_json VARCHAR", "n_made INTEGER", "n_cached INTEGER", "n_failed INTEGER", "error VARCHAR"],
+    "job_events": ["job_id VARCHAR", "seq INTEGER", "created_at TIMESTAMP", "kind VARCHAR", "state VARCHAR",
+                   "label VARCHAR", "done INTEGER", "total INTEGER", "message VARCHAR"],
+    "tokens": ["name VARCHAR", "token_hash VARCHAR", "created_at TIMESTAMP", "revoked_at TIMESTAMP"],
 }
+
 
 
 def test_schema_is_exactly_what_the_migrations_define(tmp_path):

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from harness.cli import browse, judge_eval, read, run, train  # noqa: E402
 from harness.cli import stats  # noqa: E402
 from harness.cli.closed import closed_app  # noqa: E402
+from harness.cli import service as service_cli  # noqa: E402
 from harness.cli.render import line, literal  # noqa: E402
 from harness.redact import redact  # noqa: E402
 
@@ -43,6 +44,9 @@ app.command("probe")(stats.probe)
 app.add_typer(read.db_app, name="db")
 app.add_typer(closed_app, name="closed")
 app.add_typer(train.train_app, name="train")
+for _name in ("serve", "worker", "submit", "jobs", "job", "cancel"):  # the service (harness/cli/service.py)
+    app.command(_name)(getattr(service_cli, _name))
+app.add_typer(service_cli.tokens_app, name="tokens")
 
 
 def _interrupt(signum, frame) -> None:
