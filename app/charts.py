@@ -8,7 +8,8 @@ import pandas as pd
 
 def ratings_with_ci(df: pd.DataFrame, label: str = "rating") -> alt.FacetChart:
     """Points with CI error bars per model, one panel per judge / dimension on one shared, padded x
-    scale. Green points mark a model whose interval lies wholly above the next model's."""
+    scale. Colour: the "vs next below" column (app.screens.leaderboard: the Holm-corrected paired
+    test of each model against the next one in BT order); green: significantly above it."""
     low, high = float(df["ci_low"].min()), float(df["ci_high"].max())
     pad = max(10.0, 0.05 * (high - low))
     x_scale = alt.Scale(domain=[low - pad, high + pad], zero=False, nice=False)
@@ -21,7 +22,8 @@ def ratings_with_ci(df: pd.DataFrame, label: str = "rating") -> alt.FacetChart:
         x=alt.X("ci_low:Q", scale=x_scale, title=label, axis=alt.Axis(format=",.0f", tickCount=5)), x2="ci_high:Q")
     points = base.mark_point(size=80, filled=True, opacity=1).encode(
         x="rating:Q", color=alt.Color("vs next below:N", title="vs the next model", scale=alt.Scale(
-            domain=["significantly above", "overlaps", "last"], range=["#1b7837", "#888888", "#bbbbbb"])))
+            domain=["significantly above", "not established", "last", "not tested"],
+            range=["#1b7837", "#888888", "#bbbbbb", "#dddddd"])))
     return alt.layer(bars, points, data=df).properties(width=230, height=alt.Step(22)).facet(
         facet=alt.Facet("panel:N", title=None), columns=2).resolve_scale(y="independent")
 

@@ -161,7 +161,8 @@ def main() -> None:
           f"{sum(b.weight != 1 for b in battles) / len(battles):.1%} half weights; "
           f"{args.rounds} rounds, Elo point over {args.elo_orders} orders")
 
-    rate = dict(rounds=args.rounds, level=0.95, seed=0, categories=True, elo_orders=args.elo_orders)
+    # battle-level BT intervals: what the "before" engines compute, so the boards can be compared
+    rate = dict(rounds=args.rounds, level=0.95, seed=0, categories=True, elo_orders=args.elo_orders, ci="battle")
     header("after: harness.leaderboard.rate")
     after = {}
     with timed(after, "leaderboard.rate (categories=True)"):

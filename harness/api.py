@@ -59,15 +59,26 @@ class Leaderboard:
     reliability: dict[str, Reliability] = field(default_factory=dict)
     models_not_in_suite: list[str] = field(default_factory=list)
     not_saved: str | None = None  # why rate(save=True) could not store the rows (a read-only file)
+    battles: list = field(default_factory=list, repr=False)  # the battles rated (for `marks`)
+    _marks: dict | None = field(default=None, init=False, repr=False)
 
     def rows_for(self, category: str = "all") -> list[RatingRow]:
         return [r for r in self.rows if r.category == category]
+
+    def marks(self) -> dict:
+        """Per (judge, dimension): harness.leaderboard.paired_marks of the rated battles (BT order,
+        Holm-corrected permutation tests of neighbours). Computed on first use: a few seconds of
+        BT refits on a large board that a caller storing the rows need not pay."""
+        if self._marks is None:
+            self._marks = leaderboard.paired_marks(self.battles, seed=self.suite.ratings.seed)
+        return self._marks
 
 
 def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save: bool = True,
          categories: bool = True) -> Leaderboard:
     """Rate the suite's current battles (harness.battles) and grades; store the rows unless save=False
-    or the file is read-only (then the board says why in `not_saved`)."""
+    or the file is read-only (then the board says why in `not_saved`). BT intervals resample what
+    the suite's `ratings.ci` says (questions, by default); `board.marks()` are the paired tests."""
     from harness.store.ratings import save_ratings
 
     suite, _, _ = resolve_suite(suite)
@@ -75,7 +86,7 @@ def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save
     cfg = suite.ratings
     fought = battles(store, for_suite(suite), cfg.merge)
     baseline = suite.pairs.baseline if suite.pairs.mode == "baseline" else None
-    rows = leaderboard.rate(fought, cfg.bootstrap_rounds, cfg.level, cfg.seed, baseline, categories)
+    rows = leaderboard.rate(fought, cfg.bootstrap_rounds, cfg.level, cfg.seed, baseline, categories, ci=cfg.ci)
     single = tuple(j.name for j in suite.judges if j.kind == "single")
     if single:
         rows += leaderboard.grade_rows(grades(store, single, tuple(s.name for s in suite.sets)))
@@ -89,7 +100,7 @@ def rate(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, save
     on_board = {m for b in fought for m in (b.model_a, b.model_b)}
     judged = [j.name for j in suite.judges if j.kind == "pairwise"]
     return Leaderboard(suite, rows, {name: judge_reliability(store, name) for name in judged},
-                 sorted(on_board - listed), not_saved)
+                       sorted(on_board - listed), not_saved, fought)
 
 
 def stored_ratings(suite: str, db: Store | str | Path = DEFAULT_DB, category: str | None = "all") -> list[dict]:
@@ -163,6 +174,12 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
         raise HarnessError(f"stages: unknown {', '.join(unknown)}: use some of {', '.join(STAGES)}")
     suite, base_dir, source = resolve_suite(suite, base_dir)
     questions = preflight(suite, base_dir, source, backends, judges)
+    if suite.executor.kind == "ray":  # backends in Ray actors on a cluster; this process still writes the store
+        from harness.executors import on_ray
+
+        with on_ray(suite, stages, backends, judges) as wrapped:  # actors killed at the end, even on errors
+            if wrapped is not None:  # None: every model and judge of these stages was given
+                return run(suite, db, stages=stages, base_dir=base_dir, progress=progress, on_stage=on_stage, **wrapped)
     store = open_store(db)
     report = RunReport(suite)
     done = on_stage or (lambda stage, report: None)

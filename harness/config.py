@@ -190,6 +190,35 @@ class RatingSpec(_Strict):
     """Confidence level of the intervals."""
     seed: int = 0
     """Bootstrap seed."""
+    ci: Literal["question", "battle"] = "question"
+    """What the Bradley–Terry bootstrap resamples: whole questions with all their battles (battles
+    on one question are correlated, so resampling single battles makes the intervals too narrow),
+    or single battles (FastChat's, kept for comparison). Elo and win-rate intervals always
+    resample battles."""
+
+
+class ExecutorSpec(_Strict):
+    """Where the model and judge calls run: in this process, or in Ray actors across a cluster
+    (harness.executors). Either way this process plans the calls and alone writes the store."""
+
+    kind: Literal["local", "ray"] = "local"
+    """local: backends in this process; ray: each model's and judge's backend in Ray actors."""
+    address: str | None = None
+    """Ray cluster to join: host:port of `ray start --head` (or ray://host:10001); none: $RAY_ADDRESS,
+    else the cluster `ray start` started on this machine, else a new one in this process."""
+    resources: dict[str, float] = {}
+    """Ray resources each actor asks for, e.g. {GPU: 1} for an in-process model or {shard: 0.01} (a
+    custom resource given to `ray start --resources`); actors go only to nodes that have them."""
+    num_cpus: float = Field(0.01, ge=0)
+    """CPUs each actor reserves: a sliver by default (API clients mostly wait), 1+ for in-process models."""
+    actors: int | None = Field(None, ge=1)
+    """Actors per model and per judge, spread over the nodes; default: one per alive node that has
+    `resources`, each placed on its node (softly: a restart after the node dies goes elsewhere)."""
+    max_restarts: int = Field(3, ge=0)
+    """Times Ray restarts an actor whose process or node died (on another node when its node is gone)."""
+    max_task_retries: int = Field(3, ge=0)
+    """Times a call cut off by an actor's death is sent again (to another actor where there is one);
+    after that it is stored as a failure row, retried by the next run."""
 
 
 class Suite(_Strict):
@@ -211,6 +240,8 @@ class Suite(_Strict):
     """Pair scheduling for pairwise judges."""
     ratings: RatingSpec = RatingSpec()
     """Merge policy and bootstrap settings."""
+    executor: ExecutorSpec = ExecutorSpec()
+    """Where calls run: local (default) or ray (`harness run --executor ray --ray-address ADDR`)."""
 
     @model_validator(mode="after")
     def _baseline_is_a_model(self) -> "Suite":

@@ -4,11 +4,11 @@ writes the store (harness.api does: battles from harness.battles in, rows to har
 One row per (judge, dimension, category, method, model): BT and Elo with bootstrap CIs, win rate
 and length-controlled win rate against a baseline, and MT-Bench-style mean grades.
 
-"Significantly above the next model" comes from `paired_marks`: per panel, a permutation test of
-each model's BT difference with the one ranked just below it (their names swapped within random
-halves of the questions, so the test is paired by question), Holm-corrected over the adjacent pairs
-(harness.stats.paired). `separated` (non-overlapping intervals) is kept for the
-stored board's chart, which has no battles to pair: it is conservative and not a test.
+"Significantly above the next model" comes from `paired_marks` alone (the terminal board, the
+app's chart and its How sure table all call it): per panel, a permutation test of each model's BT
+difference with the one ranked just below it (their names swapped within random halves of the
+questions, so the test is paired by question), Holm-corrected over the adjacent pairs
+(harness.stats.paired). CI overlap is not a test, so nothing here marks by it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class RatingRow:
     ci_high: float | None
     level: float | None
     battles: int  # battles of this model in the panel (both when it is one of a pair)
+    ci_kind: str | None = None  # what the bootstrap resampled: 'question' or 'battle'; None: no interval
 
 
 def _by_panel(battles: list[Battle]) -> dict[tuple[str, str], list[Battle]]:
@@ -104,15 +105,16 @@ def _fighting_models_only(rated: Battles) -> Battles:
 
 
 def rate(battles: list[Battle], rounds: int, level: float, seed: int = 0, baseline: str | None = None,
-         categories: bool = True, elo_orders: int = ELO_ORDERS, ci: str = "battle") -> list[RatingRow]:
+         categories: bool = True, elo_orders: int = ELO_ORDERS, ci: str = "question") -> list[RatingRow]:
     """BT and Elo with bootstrap CIs per judge, dimension and category ('all' first); with a
     baseline, each model's win rate and LC win rate against it.
 
     Every table's bootstrap is seeded with `seed`, as if rated alone; the tables are rated together
     (`bootstrap_many`), so the online-Elo loop runs once for the whole board, not once per table.
-    ci="question": BT intervals resample questions with all their battles (harness.stats.clustered:
-    battles on one question are correlated, so battle-level intervals are too narrow); Elo's stay
-    battle-level. The default, "battle", is FastChat's."""
+    ci="question" (the default, the suite's ratings.ci): BT intervals resample questions with all
+    their battles (harness.stats.clustered: battles on one question are correlated, so battle-level
+    intervals are too narrow). ci="battle": FastChat's battle-level BT intervals. Elo and win-rate
+    intervals resample battles either way; each row's `ci_kind` says which."""
     if ci not in ("battle", "question"):
         raise ValueError(f"ci must be 'battle' or 'question', got {ci!r}")
     tables = _tables(battles, categories)
@@ -128,12 +130,13 @@ def rate(battles: list[Battle], rounds: int, level: float, seed: int = 0, baseli
     out: list[RatingRow] = []
     for i, t in enumerate(tables):
         for method in METHODS:
+            kind = ci if method == "bt" else "battle"
             out += [RatingRow(t.judge_name, t.dimension, t.category, method, model, iv.point, iv.low, iv.high,
-                              iv.level, t.counts.get(model, 0)) for model, iv in by_method[method][i].items()]
+                              iv.level, t.counts.get(model, 0), kind) for model, iv in by_method[method][i].items()]
         if baseline is not None and baseline in t.rated.models:  # AlpacaEval-style
             rates = win_rate_against(t.rated, baseline, rounds=rounds, seed=seed, level=level)
             out += [RatingRow(t.judge_name, t.dimension, t.category, "win_rate", model, iv.point, iv.low, iv.high,
-                              iv.level, t.counts.get(model, 0)) for model, iv in rates.items()]
+                              iv.level, t.counts.get(model, 0), "battle") for model, iv in rates.items()]
             out += _length_controlled(t.judge_name, t.dimension, t.category, t.battles, baseline)
     return out
 
@@ -175,16 +178,14 @@ def win_rate_of(battles: list[Battle], model: str) -> tuple[float, float] | None
     return (sum(b.weight * b.score_for(model) for b in mine) / total, total) if total else None
 
 
-def separated(low: float | None, high_below: float | None, scale: float = 400.0) -> bool:
-    """True when an interval lies wholly above the next one. Float noise is not a difference: BT
-    intervals of indistinguishable models differ by ~1e-12 (1000.0000000000058 > 999.9999999999942)."""
-    if low is None or high_below is None:
-        return False
-    return low - high_below > 1e-6 * scale
-
-
 # "Significantly above the next model": paired tests, Holm-corrected over the adjacent pairs.
 PAIRED_ALPHA = 0.05
+
+
+def mark_meaning(alpha: float = PAIRED_ALPHA) -> str:
+    """What the mark means, in the words every surface that shows it uses."""
+    return (f"above the next model: BT permutation test (the two names swapped within random halves of the "
+            f"questions), Holm-corrected across adjacent pairs, alpha={alpha:g}")
 
 
 def paired_marks(battles: list[Battle], alpha: float = PAIRED_ALPHA, seed: int = 0) -> dict[tuple[str, str], list]:

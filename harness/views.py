@@ -87,6 +87,30 @@ def suite_battles(store: Store, suite: str, judge: str | None = None, dimension:
     return battles_fast(store, selection, policy, humans)
 
 
+def board_marks(store: Store, suite: str, judge: str, dimension: str, set_name: str | None = None,
+                category: str | None = None, humans: bool = False) -> list[dict]:
+    """harness.leaderboard.paired_marks of one panel's battles (the filters as suite_battles), one
+    dict per adjacent pair in BT order: above, below, p_value, p_holm, significant."""
+    from harness.leaderboard import paired_marks
+
+    fought = suite_battles(store, suite, judge, dimension, set_name, category, humans)
+    config = suite_config(store, suite)
+    seed = config.ratings.seed if config else 0
+    return [{"judge_name": j, "dimension": d, **asdict(a)} for (j, d), adjacent in paired_marks(fought, seed=seed).items()
+            for a in adjacent]
+
+
+def probe_results(store: Store, suite: str) -> list[dict]:
+    """The suite's latest `harness probe` rows (one per judge, dimension and probe kind); [] before
+    migration 009 or any probe run."""
+    from harness.store.stats import latest_probe_results
+
+    with store.read() as con:
+        if "probe_results" not in reads.tables(con):
+            return []
+    return latest_probe_results(store, suite)
+
+
 def merge_policy(store: Store, suite: str) -> str:
     config = suite_config(store, suite)
     return config.ratings.merge if config else "inconsistent_tie"
@@ -396,6 +420,7 @@ def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category
     # the battles of this judge that people settled (a person's verdict on a battle the judge never
     # fought settles nothing here)
     settled = {_key(r) for r in human_rows(store, selection)} & {_key(b) for b in fought} if include_humans else set()
-    rows = rate(fought, rounds, config.ratings.level, config.ratings.seed, categories=False, elo_orders=20)
+    rows = rate(fought, rounds, config.ratings.level, config.ratings.seed, categories=False, elo_orders=20,
+                ci=config.ratings.ci)
     return [{**asdict(r), "category": category, "human_battles": len(settled)} for r in rows
             if r.method in ("bt", "elo")]

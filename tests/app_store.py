@@ -110,7 +110,8 @@ def _synthetic_ratings(store: Store, n_models: int, judges, dimensions) -> None:
     """Ratings rows shaped like compute_ratings' output, from the true strengths (for big stores)."""
     with store.write() as con:
         con.execute(
-            "INSERT INTO ratings SELECT TIMESTAMP '2025-01-01 10:06:00', 'synthetic', j, d, c, m, 'model-' ||"
+            "INSERT INTO ratings (computed_at, suite_name, judge_name, dimension, category, method, model, rating,"
+            " ci_low, ci_high, level, battles, merge_policy) SELECT TIMESTAMP '2025-01-01 10:06:00', 'synthetic', j, d, c, m, 'model-' ||"
             " lpad(i::VARCHAR, 2, '0'), 1000 + (i - ?/2) * 20, 1000 + (i - ?/2) * 20 - 15, 1000 + (i - ?/2) * 20 + 15,"
             " 0.95, 1000, 'inconsistent_tie' FROM range(?) t(i), unnest(?) jj(j), unnest(?) dd(d),"
             " unnest(['all', 'writing', 'reasoning', 'coding', 'math']) cc(c), unnest(['bt', 'elo']) mm(m)",
@@ -126,7 +127,8 @@ def _lineage(con) -> None:
     con.execute("INSERT INTO training_log SELECT m, s, 'loss', 2.0 / (1 + s / 10.0) FROM"
                 " unnest(['model-01', 'model-02']) mm(m), range(0, 50, 5) ss(s)")
     con.execute(
-        "INSERT INTO parent_comparisons VALUES ('model-01', 'model-00', 'synthetic', 'judge-x', 'accuracy', 'bt', 25.0,"
+        "INSERT INTO parent_comparisons (model, parent, suite_name, judge_name, dimension, method, delta, ci_low,"
+        " ci_high, computed_at) VALUES ('model-01', 'model-00', 'synthetic', 'judge-x', 'accuracy', 'bt', 25.0,"
         " 5.0, 45.0, TIMESTAMP '2025-01-03'), ('model-02', 'model-01', 'synthetic', 'judge-x', 'accuracy', 'bt', -8.0,"
         " -30.0, 14.0, TIMESTAMP '2025-01-03')")
 

@@ -379,7 +379,7 @@ def board_battles(seed: int) -> list[Battle]:
 @pytest.mark.parametrize("baseline", [None, "beta"])
 def test_the_board_equals_the_reference_board(baseline):
     battles = board_battles(3)
-    fast = leaderboard.rate(battles, rounds=40, level=0.9, seed=5, baseline=baseline, elo_orders=6)
+    fast = leaderboard.rate(battles, rounds=40, level=0.9, seed=5, baseline=baseline, elo_orders=6, ci="battle")
     slow = reference_board(battles, rounds=40, level=0.9, seed=5, baseline=baseline, elo_orders=6)
     assert [(r.judge_name, r.dimension, r.category, r.method, r.model, r.battles) for r in fast] == \
            [(r.judge_name, r.dimension, r.category, r.method, r.model, r.battles) for r in slow]

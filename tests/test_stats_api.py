@@ -94,7 +94,7 @@ def test_board_with_question_clustered_bt_intervals_and_paired_marks(synthetic):
 
     _, store, suite = synthetic
     fought = battles(store, for_suite(suite), suite.ratings.merge)
-    battle_rows = leaderboard.rate(fought, 30, 0.9, seed=2, categories=False, elo_orders=4)
+    battle_rows = leaderboard.rate(fought, 30, 0.9, seed=2, categories=False, elo_orders=4, ci="battle")
     question_rows = leaderboard.rate(fought, 30, 0.9, seed=2, categories=False, elo_orders=4, ci="question")
     by_panel = panels(fought)
     for row in question_rows:

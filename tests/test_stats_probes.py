@@ -7,7 +7,7 @@ import hashlib
 import math
 import re
 
-from harness import api
+from harness import api, views
 from harness.battles import battles, for_suite
 from harness.models.base import Completion, GenerationParams, Message
 from harness.stats import probes, style
@@ -108,6 +108,12 @@ def test_probe_run_on_a_length_loving_judge(tmp_path):
         assert abs(rows["markdown"].controlled_gain) < 0.5 * rows["markdown"].raw_gain
     assert report.flags() == [f"lenjudge / {r.dimension}: the null model ({r.raw:.0f}) outrates {r.against} "
                               f"({r.against_raw:.0f})" for r in report.rows if r.kind == "null" and r.raw > r.against_raw]
-    # The user's store never holds the probes.
+    # The results are stored for the Judges page's flag (views.probe_results), as reported.
+    stored = views.probe_results(store, suite.name)
+    assert [(r["dimension"], r["kind"], r["probe_model"], r["against"], r["rating"], r["controlled"], r["flagged"])
+            for r in stored] == sorted((r.dimension, r.kind, r.model, r.against, r.raw, r.controlled, r.flagged)
+                                       for r in report.rows)
+    assert report.not_saved is None
+    # The user's board never holds the probes.
     on_board = {m for b in battles(store, for_suite(suite), "inconsistent_tie") for m in (b.model_a, b.model_b)}
     assert on_board == {"a", "bb", "ccc", "dddd"}

@@ -98,7 +98,13 @@ EXPECTED_SCHEMA = {
                    "label VARCHAR", "done INTEGER", "total INTEGER", "message VARCHAR"],
     "tokens": ["name VARCHAR", "token_hash VARCHAR", "created_at TIMESTAMP", "revoked_at TIMESTAMP"],
 }
-
+# 009: columns added to earlier tables (at their ends), and the gaming probes' results
+EXPECTED_SCHEMA["ratings"] = [*EXPECTED_SCHEMA["ratings"], "ci_kind VARCHAR"]
+EXPECTED_SCHEMA["parent_comparisons"] = [*EXPECTED_SCHEMA["parent_comparisons"], "p_value DOUBLE", "mde DOUBLE"]
+EXPECTED_SCHEMA["probe_results"] = [
+    "computed_at TIMESTAMP", "suite_name VARCHAR", "judge_name VARCHAR", "dimension VARCHAR", "kind VARCHAR",
+    "probe_model VARCHAR", "against VARCHAR", "rating DOUBLE", "controlled DOUBLE", "against_rating DOUBLE",
+    "against_controlled DOUBLE", "flagged BOOLEAN"]
 
 
 def test_schema_is_exactly_what_the_migrations_define(tmp_path):

@@ -131,6 +131,12 @@ def test_then_eval_compares_with_the_parent_and_lineage_shows_the_tree(trained, 
     assert {m.name for m in report.suite.models} == {"other", "tiny-sft", "tiny-dpo"}
     bt = next(c for c in report.comparisons if c.method == "bt")
     assert bt.ci_low <= bt.delta <= bt.ci_high and bt.dimension == "helpfulness"
+    # the paired comparison of harness.api.compare (tests/test_stats_board.py pins the numbers)
+    from harness import api
+
+    assert report.paired == api.compare("tiny-dpo", "tiny-sft", report.suite, store).panels
+    assert (bt.p_value, bt.mde) == (report.paired[0].paired.p_bt, report.paired[0].paired.mde_bt)
+    assert report.paired[0].paired.questions == 3
     assert any(c.method == "win_rate" and c.battles == 3 for c in report.comparisons)
     with store.read() as con:
         stored = con.execute("SELECT model, parent, suite_name, method FROM parent_comparisons").fetchall()

@@ -1,7 +1,8 @@
 """Train-then-evaluate: run a suite with the trained model (and its parent) added, then compare the
-two: Bradley-Terry rating difference with a joint bootstrap CI per judge and dimension, the
-head-to-head win rate, and closed-set metric deltas where the suite has lm-eval results. Every
-comparison is stored in `parent_comparisons`; `lineage` reads the tree back.
+two: per judge and dimension the paired comparison of harness.api.compare (question-clustered CIs
+of the BT difference and of the per-question paired win rate, permutation-test p-values, and the
+minimum detectable effect at 80% power), and closed-set metric deltas where the suite has lm-eval
+results. Every comparison is stored in `parent_comparisons`; `lineage` reads the tree back.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class Comparison:
     judge_name: str  # a judge, or 'lm-eval'
     dimension: str  # a judged dimension, or a closed-set task
     method: str  # bt | win_rate | a closed-set metric
-    delta: float  # model minus parent (win_rate: the model's share of head-to-head battles)
+    delta: float  # model minus parent (win_rate: the model's paired, question-averaged win rate)
     ci_low: float | None
     ci_high: float | None
-    battles: int = 0
+    battles: int = 0  # bt: battles in the panel; win_rate: questions paired; closed set: samples
+    p_value: float | None = None  # bt: BT permutation test; win_rate: per-question permutation test
+    mde: float | None = None  # minimum detectable effect at 80% power (bt: points; win_rate: gap from 0.5)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class EvalReport:
     suite: Suite
     comparisons: list[Comparison] = field(default_factory=list)
     ratings: list = field(default_factory=list)  # harness.leaderboard.RatingRow, category 'all'
+    paired: list = field(default_factory=list)  # harness.api.PanelComparison: model vs parent, by question
     run_summary: object = None
 
 
@@ -82,7 +86,8 @@ def evaluate_against_parent(model: str, suite_path: str | Path, store: Store, pr
     report.run_summary = run.generation
     report.ratings = run.board.rows_for("all") if run.board else []
     shown = suite_name_of(parent)
-    report.comparisons = rating_deltas(store, suite, model, shown)
+    report.paired = compare_with_parent(store, suite, model, shown)
+    report.comparisons = rating_deltas(report.paired)
     _store_comparisons(store, report, report.comparisons)  # kept even if the closed-set run fails
     if suite.closed_set:  # lm-eval tasks of the suite, skipped where already stored
         api.run(suite, store, base_dir=base_dir, progress=progress, stages=("closed",))
@@ -92,37 +97,32 @@ def evaluate_against_parent(model: str, suite_path: str | Path, store: Store, pr
     return report
 
 
-def rating_deltas(store: Store, suite: Suite, model: str, parent: str) -> list[Comparison]:
-    """Per judge and dimension: BT(model) - BT(parent) with a percentile CI from the same bootstrap
-    rounds (the two ratings are correlated, so their separate CIs cannot be subtracted), and the
-    model's head-to-head win rate against the parent (ties half) with a bootstrap CI."""
+def compare_with_parent(store: Store, suite: Suite, model: str, parent: str) -> list:
+    """harness.api.compare(model, parent) on the suite's battles, one PanelComparison per judge and
+    dimension where both fought; [] when they have no judged battles (a suite without judges)."""
+    from harness import api
     from harness.battles import battles, for_suite
-    from harness.ratings import _bootstrap_bt, battles_from_rows
 
-    cfg = suite.ratings
-    groups: dict[tuple[str, str], list] = {}
-    for b in battles(store, for_suite(suite), cfg.merge):
-        groups.setdefault((b.judge_name, b.dimension), []).append(b)
-    quantiles = [(1 - cfg.level) / 2, (1 + cfg.level) / 2]
+    fought = {m for b in battles(store, for_suite(suite), suite.ratings.merge) for m in (b.model_a, b.model_b)}
+    if not {model, parent} <= fought:
+        return []
+    return api.compare(model, parent, suite, store).panels
+
+
+def rating_deltas(panels: list) -> list[Comparison]:
+    """Per panel of `compare_with_parent`: BT(model) - BT(parent) with its question-clustered CI
+    (both ratings from the same bootstrap rounds, so the difference's interval is not the two
+    intervals subtracted) and the BT permutation test; the paired win rate of the model over the
+    parent (ties half; through common opponents on questions where they did not meet) with its
+    question-clustered CI and the per-question permutation test; each with its 80%-power MDE."""
     out = []
-    for (judge, dimension), battles in sorted(groups.items()):
-        rated = battles_from_rows([(b.model_a, b.model_b, b.winner) for b in battles], [b.weight for b in battles])
-        if model not in rated.models or parent not in rated.models:
-            continue
-        point, samples = _bootstrap_bt(rated, cfg.bootstrap_rounds, np.random.default_rng(cfg.seed))
-        m, p = rated.models.index(model), rated.models.index(parent)
-        low, high = np.quantile(samples[:, m] - samples[:, p], quantiles)
-        out.append(Comparison(judge, dimension, "bt", float(point[m] - point[p]), float(low), float(high),
-                              len(battles)))
-        direct = [b for b in battles if {b.model_a, b.model_b} == {model, parent}]
-        if direct:
-            scores, weights = np.array([b.score_for(model) for b in direct]), np.array([b.weight for b in direct])
-            rng = np.random.default_rng(cfg.seed)
-            draws = rng.integers(0, len(direct), (cfg.bootstrap_rounds, len(direct)))
-            rates = (scores[draws] * weights[draws]).sum(1) / weights[draws].sum(1)
-            low, high = np.quantile(rates, quantiles)
-            out.append(Comparison(judge, dimension, "win_rate", float((scores * weights).sum() / weights.sum()),
-                                  float(low), float(high), len(direct)))
+    for panel in panels:
+        p = panel.paired
+        out.append(Comparison(panel.judge_name, panel.dimension, "bt", p.bt_difference, p.bt_low, p.bt_high,
+                              panel.battles, p.p_bt, p.mde_bt))
+        if p.questions:
+            out.append(Comparison(panel.judge_name, panel.dimension, "win_rate", p.win_rate, p.win_rate_low,
+                                  p.win_rate_high, p.questions, p.p_permutation, p.mde_win_rate))
     return out
 
 
@@ -151,7 +151,8 @@ def _store_comparisons(store: Store, report: EvalReport, comparisons: list[Compa
         return
     stamp = now()
     training_sql.save_comparisons(store, [(report.model, report.parent, report.suite.name, c.judge_name, c.dimension,
-                                           c.method, c.delta, c.ci_low, c.ci_high, stamp) for c in comparisons])
+                                           c.method, c.delta, c.ci_low, c.ci_high, stamp, c.p_value, c.mde)
+                                          for c in comparisons])
 
 
 # --- lineage ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Judges: how far each judge can be trusted: agreement with people, swap flips, position and
-length bias, self-preference, parse failures, and judge-vs-judge agreement."""
+length bias, gaming probes (a flag when a content-free null model outrates a real model),
+self-preference, parse failures, and judge-vs-judge agreement."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def render() -> None:
     dimension = pick("Dimension", opts["dimensions"], "f_dimension")
     report = load("judges_page", suite, dimension)  # one read: the rule runs once for the three sections
     _reliability_section(report["reliability"])
+    _probe_section(suite)
     _agreement_section(report["agreement"])
     _self_preference_section(report["self_preference"])
 
@@ -91,6 +93,32 @@ def _reliability_section(rel: list[dict]) -> None:
     st.caption("Swap flip rate: battles whose two orders disagree. First-position and longer-answer win rates "
                "should sit near 50% for an unbiased judge. Parse failures: calls stored as unparsed.")
     st.altair_chart(charts.bars(df, "value", "judge_name", column="metric", fmt=".0%", domain=(0, 1), title="rate"))
+
+
+def _probe_section(suite: str) -> None:
+    """`harness probe` results as last stored: a flag per panel where the null model outrates a
+    real model (the judge rewards content-free answers there), and every probe's rating gain."""
+    st.subheader("Gaming probes")
+    rows = load("probe_results", suite)
+    if not rows:
+        st.caption(f"No probe results stored: `harness probe {suite}` adds a constant-output null model and "
+                   "longer / markdown-heavy copies of a real model's answers, judges them, and stores the result here.")
+        return
+    for r in rows:
+        if r["flagged"]:
+            st.error(f"Flag: {r['judge_name']} / {r['dimension']}: the null model (one content-free answer to every "
+                     f"question) rates {r['rating']:.0f}, above {r['against']} ({r['against_rating']:.0f}). "
+                     "This judge, on this benchmark, rewards form over content.")
+    df = pd.DataFrame({"judge": [r["judge_name"] for r in rows], "dimension": [r["dimension"] for r in rows],
+                       "probe": [r["kind"] for r in rows], "measured against": [r["against"] for r in rows],
+                       "raw gain": [r["rating"] - r["against_rating"] for r in rows],
+                       "style-controlled gain": [r["controlled"] - r["against_controlled"] for r in rows],
+                       "flag": ["null model above a real model" if r["flagged"] else "" for r in rows],
+                       "computed": [r["computed_at"] for r in rows]})
+    st.caption("Bradley-Terry points of each probe minus the model it is measured against (a copy: the model it "
+               "copies; the null model: the weakest real model), raw and with length and markdown held equal. "
+               "A copy gains only by form; a judge that ignores form gives it about 0.")
+    st.dataframe(df, hide_index=True)
 
 
 def _agreement_section(agreement: list[dict]) -> None:

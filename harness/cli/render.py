@@ -81,11 +81,16 @@ class RichProgress:
         self._bar.stop()
 
 
-def render_leaderboard(rows, suite_name: str, level: float | None, rounds: int, merge: str) -> None:
+def render_leaderboard(rows, suite_name: str, level: float | None, rounds: int, merge: str,
+                       marks: dict | None = None) -> None:
     """The leaderboard of the 'all' category: one column per (judge, dimension, method) but mean
     grades, models by their best Bradley–Terry rating. `rows` are rating rows (judge_name, dimension,
-    category, method, model, rating, ci_low, ci_high, level, battles); `level` is the intervals'
-    confidence level, `rounds` and `merge` the bootstrap rounds and order-merge policy behind them."""
+    category, method, model, rating, ci_low, ci_high, level, battles, ci_kind); `level` is the
+    intervals' confidence level, `rounds` and `merge` the bootstrap rounds and order-merge policy
+    behind them. `marks`: harness.leaderboard.paired_marks; a BT cell gets '*' when its model is
+    significantly above the next one in that panel."""
+    from harness.leaderboard import mark_meaning
+
     rows = [r for r in rows if r.category == "all"]
     if not rows:
         console.print("no parsed verdicts yet: nothing to rate")
@@ -98,13 +103,33 @@ def render_leaderboard(rows, suite_name: str, level: float | None, rounds: int, 
     for judge, dimension, method in columns:
         table.add_column(literal(f"{judge}\n{dimension} {method.upper()}"), justify="right")
     by_key = {(r.judge_name, r.dimension, r.method, r.model): r for r in rows}
+    above = {(panel, a.above) for panel, adjacent in (marks or {}).items() for a in adjacent if a.significant}
     models = sorted({r.model for r in rows}, key=lambda m: -max(
         (r.rating for r in rows if r.model == m and r.method == "bt"), default=0))
     for model in models:
-        cells = [_cell(by_key.get((judge, dimension, method, model))) for judge, dimension, method in columns]
+        cells = [_cell(by_key.get((judge, dimension, method, model)))
+                 + (" *" if method == "bt" and ((judge, dimension), model) in above else "")
+                 for judge, dimension, method in columns]
         battles = max((r.battles for r in rows if r.model == model and r.method == "bt"), default=0)
         table.add_row(literal(model), str(battles), *cells)
     console.print(table)
+    say(f"intervals: {_ci_kinds(rows)}", soft_wrap=True)
+    if marks is not None:
+        say(f"* {mark_meaning()}; no mark: not established (not the same as equal)", soft_wrap=True)
+
+
+_CI_KIND = {"question": "questions resampled (question-clustered)", "battle": "battles resampled"}
+
+
+def _ci_kinds(rows) -> str:
+    """'BT: questions resampled (question-clustered); ELO: battles resampled' from the rows' ci_kind
+    (rows stored before the kind was recorded were battle-level)."""
+    kinds: dict[str, set] = {}
+    for r in rows:
+        if r.ci_low is not None:
+            kinds.setdefault(r.method, set()).add(r.ci_kind or "battle")
+    return "; ".join(f"{method.upper().replace('_', ' ')}: {' / '.join(_CI_KIND[k] for k in sorted(ks))}"
+                     for method, ks in sorted(kinds.items()))
 
 
 def _cell(r) -> str:
@@ -116,9 +141,10 @@ def _cell(r) -> str:
 
 
 def render_board(board) -> None:
-    """harness.api.Leaderboard: the table, models it holds beyond the suite file, each judge's reliability."""
+    """harness.api.Leaderboard: the table with the paired-test marks, models it holds beyond the
+    suite file, each judge's reliability."""
     cfg = board.suite.ratings
-    render_leaderboard(board.rows, board.suite.name, cfg.level, cfg.bootstrap_rounds, cfg.merge)
+    render_leaderboard(board.rows, board.suite.name, cfg.level, cfg.bootstrap_rounds, cfg.merge, board.marks())
     if board.models_not_in_suite:
         say("also on this board, judged earlier by the same judges on the same sets: ",
             ", ".join(board.models_not_in_suite))

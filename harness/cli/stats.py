@@ -156,3 +156,8 @@ def probe(suite: str = typer.Argument(..., help="Suite YAML file or built-in sui
     for flag in report.flags():
         say(("flag:", "red"), f" {flag}: this judge rewards content-free answers", soft_wrap=True)
     say(f"probe store: {report.probe_db}", soft_wrap=True)
+    if report.not_saved:
+        say(("note:", "yellow"), f" the results were not stored: {report.not_saved}", soft_wrap=True)
+    else:
+        say(f"results stored in {db} (table probe_results): the app's Judges page shows them and the flags",
+            soft_wrap=True)

@@ -81,20 +81,35 @@ def _render_eval(report) -> None:
     if report.ratings:
         _render_ratings(report)
     table = Table(title=literal(f"{report.model} vs parent {report.parent} · suite {report.suite.name}"))
-    for col in ("judge", "dimension / task", "method", "delta", "CI", "battles / n"):
-        table.add_column(col, justify="right" if col in ("delta", "CI", "battles / n") else "left")
+    numbers = ("delta", "CI", "p", "MDE @80%", "battles / questions / n")
+    for col in ("judge", "dimension / task", "method", *numbers):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for c in report.comparisons:
         ci = f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}]" if c.ci_low is not None else "-"
-        table.add_row(literal(c.judge_name), literal(c.dimension), c.method, f"{c.delta:+.3g}", ci, str(c.battles))
+        p = "-" if c.p_value is None else f"{c.p_value:.3g}"
+        mde = "-" if c.mde is None else f"±{c.mde:.3g}"
+        table.add_row(literal(c.judge_name), literal(c.dimension), c.method, f"{c.delta:+.3g}", ci, p, mde,
+                      str(c.battles))
     console.print(table if report.comparisons else "no judged battles or closed-set results to compare yet")
+    if report.paired:
+        say("bt: BT(model) - BT(parent), question-clustered CI, p from the permutation test (names swapped within "
+            "questions); win_rate: the model's paired win rate over the parent per question (ties half), "
+            "question-clustered CI, per-question permutation p. MDE: the smallest difference these questions "
+            "detect with 80% power at alpha 0.05 (`harness compare` for the full paired report).", soft_wrap=True)
+        for panel in report.paired:
+            p = panel.paired
+            if p.questions and p.questions_needed != float("inf"):
+                say(f"{panel.judge_name} / {panel.dimension}: about {p.questions_needed:.0f} questions would detect "
+                    f"the observed win-rate gap ({p.win_rate - 0.5:+.1%}) with 80% power", soft_wrap=True)
 
 
 def _render_ratings(report) -> None:
     """Bradley–Terry only, models by name: the trained model and its parent side by side."""
     rows = [r for r in report.ratings if r.method == "bt"]
     columns = sorted({(r.judge_name, r.dimension) for r in rows})
+    resampled = "questions" if rows and all(r.ci_kind == "question" for r in rows) else "battles"
     table = Table(title=literal(f"leaderboard · {report.suite.name} · Bradley–Terry, "
-                                f"{int(report.suite.ratings.level * 100)}% bootstrap CIs"))
+                                f"{int(report.suite.ratings.level * 100)}% bootstrap CIs ({resampled} resampled)"))
     table.add_column("model")
     for judge, dimension in columns:
         table.add_column(literal(f"{judge}\n{dimension}"), justify="right")
@@ -116,8 +131,9 @@ def _add_children(tree: Tree, node, highlight: str) -> None:
         branch = tree.add(_label(child, highlight))
         for c in child.comparisons:
             ci = f" [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]" if c["ci_low"] is not None else ""
+            p = f", p={c['p_value']:.3g}" if c.get("p_value") is not None else ""
             branch.add(literal(f"vs {c['parent']} · {c['suite_name']} · {c['judge_name']}/{c['dimension']} "
-                               f"{c['method']}: {c['delta']:+.3g}{ci}", style="dim"))
+                               f"{c['method']}: {c['delta']:+.3g}{ci}{p}", style="dim"))
         _add_children(branch, child, highlight)
 
 

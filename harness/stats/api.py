@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.api import open_store, resolve_suite, run
 from harness.battles import battles, for_suite
 from harness.config import Suite
-from harness.errors import HarnessError
+from harness.errors import HarnessError, StoreReadOnlyError
 from harness.store import DEFAULT_DB, Store
 
 # --- how sure are we: paired comparisons, clustered intervals, style control (harness.stats) --------
@@ -21,6 +21,7 @@ class PanelComparison:
     judge_name: str
     dimension: str
     paired: object  # harness.stats.paired.Paired
+    battles: int = 0  # battles in the panel (every model's: the BT fit and its test use them all)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def compare(model_a: str, model_b: str, suite: Suite | str | Path = "quickstart"
             continue
         draws = clustered.bootstrap(frame, "question", rounds, seed)
         out.append(PanelComparison(judge_name, dim, paired.compare(frame, model_a, model_b, draws, rounds, seed,
-                                                                   cfg.level, alpha, power)))
+                                                                   cfg.level, alpha, power), len(frame)))
     return Comparison(suite, model_a, model_b, rounds, out)
 
 
@@ -164,8 +165,9 @@ class ProbeReport:
     suite: Suite
     base_model: str  # the real model the length and markdown probes copy
     rows: list  # harness.stats.probes.ProbeRow
-    probe_db: str  # the copy the probes were generated and judged in (the user's store is untouched)
+    probe_db: str  # the copy the probes were generated and judged in (the user's board never holds them)
     markdown_features: bool  # style control used markdown counts too (answer texts were found)
+    not_saved: str | None = None  # why the rows could not be stored in the user's store (read-only)
 
     def flags(self) -> list[str]:
         """One line per panel where the null probe outrates a real model."""
@@ -181,7 +183,8 @@ def probe(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, bas
     markdown; generate and judge them with the suite's pairwise judges in a copy of the store (`keep`:
     where; reused when it exists, so its judgments are cached), and report each probe's rating raw
     and style-controlled against the model it copies (the null probe: against the weakest real
-    model). `judges` maps judge names to ready judges (tests)."""
+    model). `judges` maps judge names to ready judges (tests). The result rows are appended to the
+    user's store (`probe_results`, read by the Judges page's flag); nothing else there changes."""
     import shutil
     import tempfile
 
@@ -192,7 +195,7 @@ def probe(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, bas
     from harness.runner import load_questions
     from harness.stats import clustered, probes, style
     from harness.stats.frame import from_battles, panels, to_points
-    from harness.store.stats import answer_texts, current_answers
+    from harness.store.stats import answer_texts, current_answers, save_probe_results
 
     suite, base_dir, source = resolve_suite(suite, base_dir)
     store = open_store(db, must_exist=True)
@@ -242,4 +245,9 @@ def probe(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, bas
             if name in raw and against in raw:
                 rows.append(probes.ProbeRow(judge_name, dim, kind, name, against, raw[name], controlled[name],
                                             raw[against], controlled[against]))
-    return ProbeReport(suite, base, rows, str(probe_db), with_markdown)
+    not_saved = None
+    try:
+        save_probe_results(store, suite.name, rows)
+    except StoreReadOnlyError as exc:  # the report is still worth printing
+        not_saved = str(exc)
+    return ProbeReport(suite, base, rows, str(probe_db), with_markdown, not_saved)

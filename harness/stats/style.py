@@ -197,7 +197,7 @@ def bootstrap(frame: Frame, z: np.ndarray, features: tuple[str, ...], rounds: in
     z = np.asarray(z, dtype=float).reshape(len(frame), -1)
     if z.shape[1] != len(features):
         raise ValueError(f"{z.shape[1]} covariate columns for {len(features)} feature names")
-    m, k = frame.n_models, z.shape[1]
+    m = frame.n_models
     l2 = clustered.l2_strength(penalty_c, base)
     params = fit(frame, z, l2)
     taken = clustered.question_multiplicities(frame.n_questions, rounds, np.random.default_rng(seed))

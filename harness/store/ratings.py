@@ -13,9 +13,10 @@ def save_ratings(store: Store, suite_name: str, merge_policy: str, rows: list) -
     stamp = now()
     with store.write() as con:
         con.executemany(
-            "INSERT INTO ratings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ratings (computed_at, suite_name, judge_name, dimension, category, method, model, rating,"
+            " ci_low, ci_high, level, battles, merge_policy, ci_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(stamp, suite_name, r.judge_name, r.dimension, r.category, r.method, r.model, r.rating,
-              r.ci_low, r.ci_high, r.level, r.battles, merge_policy) for r in rows])
+              r.ci_low, r.ci_high, r.level, r.battles, merge_policy, r.ci_kind) for r in rows])
 
 
 def latest_ratings(store: Store, suite: str, category: str | None = "all", judge: str | None = None,
@@ -24,7 +25,7 @@ def latest_ratings(store: Store, suite: str, category: str | None = "all", judge
     with store.read() as con:
         return rows_as_dicts(con,
             "SELECT r.judge_name, r.dimension, r.category, r.method, r.model, r.rating, r.ci_low, r.ci_high,"
-            " r.level, r.battles, r.merge_policy, r.computed_at FROM ratings r"
+            " r.level, r.battles, r.merge_policy, r.ci_kind, r.computed_at FROM ratings r"
             " WHERE r.suite_name = ? AND (? IS NULL OR r.category = ?) AND (? IS NULL OR r.judge_name = ?)"
             " AND (? IS NULL OR r.dimension = ?)"
             " AND r.computed_at = (SELECT max(computed_at) FROM ratings WHERE suite_name = ?)"

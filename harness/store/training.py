@@ -39,11 +39,12 @@ def trained_row(store: Store, model: str) -> dict | None:
 
 
 def save_comparisons(store: Store, rows: list[tuple]) -> None:
-    """rows: (model, parent, suite, judge, dimension, method, delta, ci_low, ci_high, computed_at)."""
+    """rows: (model, parent, suite, judge, dimension, method, delta, ci_low, ci_high, computed_at,
+    p_value, mde)."""
     with store.write() as con:
         con.executemany(
             "INSERT INTO parent_comparisons (model, parent, suite_name, judge_name, dimension, method, delta,"
-            " ci_low, ci_high, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            " ci_low, ci_high, computed_at, p_value, mde) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def lineage_rows(store: Store) -> tuple[list[dict], set[str], list[dict], dict[str, list[float]]]:
