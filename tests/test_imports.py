@@ -48,6 +48,8 @@ RULES: tuple[Rule, ...] = (
          why="trainers sit on top of the harness; only the API and CLI reach them, lazily"),
     Rule("app", ("harness.store.queries",),
          why="the app reads through harness.views / harness.api, not raw queries"),
+    Rule("harness.executors", ("harness.store", *_AFTER_MODELS, "trainers", "app"),
+         why="executors host backends on a cluster; the driver's runner alone writes the store"),
 )
 
 

@@ -14,14 +14,26 @@ from harness.cli.render import (DbOption, RichProgress, console, db_option, lite
 def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name (quickstart)."),
         db: Path = DbOption,
         stages: str = typer.Option("generate,judge,rate,closed", "--stages",
-                                   help="Comma-separated stages to run, in this order: generate, judge, rate, closed.")
+                                   help="Comma-separated stages to run, in this order: generate, judge, rate, closed."),
+        executor: str | None = typer.Option(None, "--executor", help="local or ray: where model and judge calls run"
+                                            " (overrides the suite's executor.kind)."),
+        ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster host:port (implies"
+                                               " --executor ray; overrides executor.address).")
         ) -> None:
     """Generate every missing answer of a suite, judge and rate them, run its closed-set tasks.
     Exit 0: everything is stored; 1: some calls failed (run again to retry them); 2: bad input."""
     from harness import api
+    from harness.errors import HarnessError
 
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
-    report = api.run(suite, db, stages=chosen, progress=RichProgress(), on_stage=_render_stage)
+    base_dir = None
+    if executor or ray_address:  # the flags override the suite's executor field
+        if executor not in (None, "local", "ray"):
+            raise HarnessError(f"--executor: '{executor}': use local or ray")
+        suite, base_dir, _ = api.resolve_suite(suite)
+        update = {"kind": executor or "ray"} | ({"address": ray_address} if ray_address else {})
+        suite = suite.model_copy(update={"executor": suite.executor.model_copy(update=update)})
+    report = api.run(suite, db, stages=chosen, base_dir=base_dir, progress=RichProgress(), on_stage=_render_stage)
     if not report.complete:  # exit 1: finished, but some calls failed; a rerun retries exactly those
         failed = ", ".join(f"{n} {what}" for what, n in report.failures().items() if n)
         say(f"incomplete: {failed} failed and are not stored: run the same command again to retry them")
