@@ -4,15 +4,14 @@ with a token, watch it finish, see its leaderboard (the service's board for that
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.stub_server import StubServer
+from tests.test_app_browser import _up, free_port
 from tests.test_service import REPO, Service, suite_text, token_for, wait_until, write_questions
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,20 +20,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason=f"{CHROMIUM} is missing: apt-get install chromium")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def test_the_submit_page_submits_a_pasted_suite_and_shows_it_finishing(tmp_path):

@@ -20,7 +20,7 @@ from typing import Callable
 
 from harness.redact import redact
 from harness.store import Store
-from harness.store.queries import now, rows_as_dicts
+from harness.store.queries import now, pid_alive, rows_as_dicts
 
 ACTIVE = ("running", "cancelling")
 DONE = ("finished", "failed", "cancelled")
@@ -39,20 +39,10 @@ def _host(worker: str | None) -> str:
     return (worker or "").rsplit(":", 1)[0]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _worker_dead(worker: str | None) -> bool:
     """A lease holder on this host whose process is gone (kill -9): its job need not wait out the lease."""
     host, _, pid = (worker or "").rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 def _event(con, job_id: str, kind: str, *, state=None, label=None, done=None, total=None, message=None,

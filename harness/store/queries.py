@@ -95,13 +95,14 @@ def mark_dead_runs_interrupted(con) -> int:
     rows = con.execute(
         "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [socket.gethostname()]
     ).fetchall()
-    dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+    dead = [run_id for run_id, pid in rows if not pid_alive(pid)]
     for run_id in dead:
         con.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [run_id])
     return len(dead)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
