@@ -88,7 +88,7 @@ class HFBackend:
             tokenizer.chat_template = self.template
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.spec.dtype))
+        model = _quietly(lambda: AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.spec.dtype)))
         if self.spec.adapter:
             try:
                 from peft import PeftModel
@@ -214,3 +214,19 @@ class HFBackend:
 
     def close(self) -> None:
         self._model = self._tokenizer = None
+
+
+def _quietly(load):
+    """Run `load` without transformers' "Loading weights" bar: the harness draws its own progress,
+    and a tqdm line per model load is noise in its output (HARNESS_VERBOSE=1 keeps it)."""
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    if os.environ.get("HARNESS_VERBOSE") or not hf_logging.is_progress_bar_enabled():
+        return load()
+    hf_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        hf_logging.enable_progress_bar()
