@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,15 @@ def config_error_line(path) -> str:
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path)), message
     return message
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.05):
+    """Poll a condition (never a fixed sleep); its first true value, or fail with `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")

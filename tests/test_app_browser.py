@@ -9,13 +9,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow,
@@ -35,17 +35,6 @@ def artifacts() -> Path:
     out = Path(os.environ.get("HARNESS_ARTIFACTS", REPO / "tests" / "artifacts"))
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
-    """Poll a condition (not a fixed sleep); fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def harness_run(suite: Path, db: Path, **popen) -> subprocess.Popen:

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,22 +24,12 @@ from harness.store import Store
 from harness.store.jobs import create_token
 from tests.conftest import config_error_line
 from tests.stub_server import StubServer, longer_wins
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
 FINAL = ("finished", "failed", "cancelled")
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.05):
-    """Poll a condition (never a fixed sleep); fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Service:
