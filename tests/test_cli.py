@@ -28,6 +28,25 @@ def test_answers_shows_questions_and_the_models_answers(tmp_path, scripted):
     assert "a answers turn 2: Now solve 3x" in result.output  # m2's second turn
 
 
+def test_answers_narrow_to_a_question_and_stop_at_the_limit(tmp_path, scripted):
+    from harness.store.queries import answers_for
+
+    db = filled_db(tmp_path, scripted)
+    every = answers_for(Store(db), "a")
+    one = every[0]["question_id"]
+    result = runner.invoke(app, ["answers", "-m", "a", "--question", one, "--db", str(db)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("A: ") == sum(r["question_id"] == one for r in every) >= 1
+    assert f"/{one} " in result.output and not any(f"/{r['question_id']} " in result.output
+                                                   for r in every if r["question_id"] != one)
+    limited = runner.invoke(app, ["answers", "-m", "a", "--limit", "2", "--db", str(db)], env={"COLUMNS": "200"})
+    assert limited.output.count("A: ") == 2 < len(every) and "--limit N shows more" in limited.output
+    everything = runner.invoke(app, ["answers", "-m", "a", "--limit", "0", "--db", str(db)], env={"COLUMNS": "200"})
+    assert everything.output.count("A: ") == len(every)
+    missing = runner.invoke(app, ["answers", "-m", "a", "--question", "nope", "--db", str(db)])
+    assert missing.exit_code != 0 and "for question 'nope'" in str(missing.exception)
+
+
 def test_answers_for_an_unknown_model_is_a_user_error(tmp_path, scripted):
     db = filled_db(tmp_path, scripted)
     result = runner.invoke(app, ["answers", "-m", "nobody", "--db", str(db)])

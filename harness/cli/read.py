@@ -54,19 +54,25 @@ def sets() -> None:
 
 def answers(model: str = typer.Option(..., "--model", "-m", help="Model name as in the suite."),
             set_name: Optional[str] = typer.Option(None, "--set", "-s", help="Only this set."),
+            question: Optional[str] = typer.Option(None, "--question", "-q", help="Only this question id."),
+            limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show at most this many answers (0: all)."),
             db: Path = ReadDbOption) -> None:
-    """Show a model's stored answers."""
+    """Show a model's stored answers (the first 20 unless --limit says otherwise)."""
     from harness.api import open_store
     from harness.store.queries import answers_for
 
-    rows = answers_for(open_store(db, must_exist=True), model, set_name)
+    rows = answers_for(open_store(db, must_exist=True), model, set_name, question, limit or None)
     if not rows:
-        raise HarnessError(f"{db}: no answers for model '{model}'" + (f" in set '{set_name}'" if set_name else ""))
+        where = "".join(f" {what} '{v}'" for what, v in (("in set", set_name), ("for question", question)) if v)
+        raise HarnessError(f"{db}: no answers for model '{model}'{where}")
     for row in rows:
         console.rule(literal(f"{row['set_name']}/{row['question_id']} [{row['category']}] turn {row['turn']}"))
         console.print(line(("Q:", "bold"), " ", row["prompt"]))
         console.print(line("A: ", row["text"]))
         console.print(literal(f"{row['completion_tokens']} tokens · {row['finish_reason']}", "dim"))
+    if limit and len(rows) == limit:
+        console.print(literal(f"(the first {limit}: --limit N shows more, --limit 0 all, --question ID one question)",
+                              "dim"))
 
 
 @db_app.command("info")

@@ -235,8 +235,10 @@ def current_fingerprint(con, model_name: str) -> str | None:
     return row[0] if row else None
 
 
-def answers_for(store: Store, model_name: str, set_name: str | None = None) -> list[dict]:
-    """The latest fingerprint's answers of a model, one dict per (question, turn)."""
+def answers_for(store: Store, model_name: str, set_name: str | None = None, question_id: str | None = None,
+                limit: int | None = None) -> list[dict]:
+    """The latest fingerprint's answers of a model, one dict per (question, turn), in (set, question,
+    turn) order; narrowed to a set and a question, the first `limit` of them."""
     with store.read() as con:
         fingerprint = current_fingerprint(con, model_name)
         if fingerprint is None:
@@ -245,10 +247,12 @@ def answers_for(store: Store, model_name: str, set_name: str | None = None) -> l
             "SELECT a.set_name, a.question_id, q.category, a.turn, q.turns[a.turn] AS prompt, a.text,"
             " a.completion_tokens, a.finish_reason, a.latency_s, a.created_at"
             " FROM answers a LEFT JOIN questions q USING (set_name, question_id)"
-            " WHERE a.model_fingerprint = ?" + (" AND a.set_name = ?" if set_name else "") +
-            " ORDER BY a.set_name, a.question_id, a.turn, a.created_at"
+            " WHERE a.model_fingerprint = ?" + (" AND a.set_name = ?" if set_name else "")
+            + (" AND a.question_id = ?" if question_id else "")
+            + " ORDER BY a.set_name, a.question_id, a.turn, a.created_at" + (" LIMIT ?" if limit else "")
         )
-        cur = con.execute(sql, [fingerprint] + ([set_name] if set_name else []))
+        params = [fingerprint] + [v for v in (set_name, question_id, limit) if v]
+        cur = con.execute(sql, params)
         columns = [d[0] for d in cur.description]
         return [dict(zip(columns, row)) for row in cur.fetchall()]
 
