@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import api
-from harness.store.jobs import _pid_alive
+from harness.store.queries import pid_alive
 from tests.stub_server import StubServer
 from tests.test_service import (FINAL, HARNESS, REPO, Gate, Service, read_db, suite_text, token_for, try_read_db,
                                 wait_job, wait_until, write_questions)
@@ -92,7 +92,7 @@ def test_kill_minus_nine_of_the_service_mid_judging_then_restart(tmp_path):
             pid = worker_pid(db, job_id)
         finally:
             first.kill9()
-        wait_until(lambda: not _pid_alive(pid), 30, "the worker to die with its service")
+        wait_until(lambda: not pid_alive(pid), 30, "the worker to die with its service")
         assert 0 < stub.served_calls("judge") < clean[0] - stub.served_calls("answer")
         gate.open_dead()
         # The lease (30 s) has not run out: the restarted worker sees the holder's pid is gone.
