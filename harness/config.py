@@ -164,6 +164,16 @@ class JudgeSpec(_Strict):
                              f" not {self.model.backend}: use decode: generate")
         return self
 
+    def judge_on(self, backend):
+        """This judge on `backend` (a ModelBackend for `model`): the one place a spec becomes a judge,
+        so a local run and a Ray run (harness.executors) have the same fingerprints and call keys."""
+        from judges.llm import LLMJudge
+
+        return LLMJudge(self.name, backend, style=self.style, kind=self.kind, dimensions=tuple(self.dimensions),
+                        dimension_mode=self.dimension_mode, chain_of_thought=self.chain_of_thought,
+                        params=GenerationParams(max_new_tokens=self.max_new_tokens),
+                        max_parse_retries=self.max_parse_retries, decode=self.decode)
+
 
 class PairsSpec(_Strict):
     """Which model pairs pairwise judges compare."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import JudgeSpec, Suite
-from harness.models.base import GenerationParams, create_backend, stable_hash
+from harness.models.base import create_backend, stable_hash
 from harness.runner import Progress, _Silent, load_questions, stored_conversations
 from harness.sets import Question
 from harness.store import Store
@@ -87,13 +87,7 @@ class JudgingSummary:
 
 
 def build_judge(spec: JudgeSpec) -> Judge:
-    from judges.llm import LLMJudge
-
-    return LLMJudge(spec.name, create_backend(spec.model), style=spec.style, kind=spec.kind,
-                    dimensions=tuple(spec.dimensions), dimension_mode=spec.dimension_mode,
-                    chain_of_thought=spec.chain_of_thought,
-                    params=GenerationParams(max_new_tokens=spec.max_new_tokens),
-                    max_parse_retries=spec.max_parse_retries, decode=spec.decode)
+    return spec.judge_on(create_backend(spec.model))
 
 
 def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),
@@ -114,9 +108,8 @@ def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("
             for current in registered_samples(spec, judge, store):
                 run = JudgeRun(current, store, run_id, progress, salt)
                 summary.judges.append(run.stats)
-                fingerprint = run.fingerprint
                 make = _pair_calls if current.kind == "pairwise" else _single_calls
-                run.judge_all(make(suite, questions, chains, fingerprint))
+                run.judge_all(make(suite, questions, chains, run.fingerprint))
         finally:
             if given is None:
                 judge.close()

@@ -37,7 +37,7 @@ from functools import cache
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from harness.config import ExecutorSpec, JudgeSpec, Suite
+from harness.config import ExecutorSpec, Suite
 from harness.errors import BackendError, ConfigError, HarnessError
 from harness.models.base import Completion, Conversation, GenerationParams
 from harness.models.openai_backend import endpoint_gate, one_line
@@ -396,16 +396,5 @@ def wrap_suite(suite: Suite, models=None, judges=None) -> tuple[dict, dict]:
             _kill(s.actors)
         raise
     backends = {spec.name: b for spec, b in zip(model_specs, done)}
-    wrapped = {spec.name: _judge(spec, b) for spec, b in zip(judge_specs, done[len(model_specs):])}
+    wrapped = {spec.name: spec.judge_on(b) for spec, b in zip(judge_specs, done[len(model_specs):])}
     return backends, wrapped
-
-
-def _judge(spec: JudgeSpec, backend: RayBackend):
-    """harness.judging.build_judge's judge, on `backend` (the same arguments, so the same fingerprint
-    and call keys: tests/test_ray.py compares a Ray run's store with a local one's)."""
-    from judges.llm import LLMJudge
-
-    return LLMJudge(spec.name, backend, style=spec.style, kind=spec.kind, dimensions=tuple(spec.dimensions),
-                    dimension_mode=spec.dimension_mode, chain_of_thought=spec.chain_of_thought,
-                    params=GenerationParams(max_new_tokens=spec.max_new_tokens),
-                    max_parse_retries=spec.max_parse_retries, decode=spec.decode)
