@@ -24,6 +24,7 @@ from harness.config import HFModelSpec, JudgeSpec, SetSpec, Suite  # noqa: E402
 from harness.models.base import Completion  # noqa: E402
 from harness.store import Store  # noqa: E402
 from judges.llm import LLMJudge  # noqa: E402
+from tests.stub_server import judged_turn  # noqa: E402
 
 def u(*parts) -> float:
     """A uniform draw in [0, 1) from a hash of the parts: the same store on every run."""
@@ -78,12 +79,10 @@ class Judge:
         out = []
         for conv in conversations:
             prompt = conv[-1].content
-            nonce = re.search(r"VERDICT-(\w+) ", prompt).group(1)
-            a = re.findall(r"\[Assistant A, turn \d+\]\n(.*?)\n<<<END A>>>", prompt, re.S)[-1]
-            b = re.findall(r"\[Assistant B, turn \d+\]\n(.*?)\n<<<END B>>>", prompt, re.S)[-1]
+            nonce, a, b, dims = judged_turn(prompt)
             question = re.search(r"\[User[^\]]*\]\n(.*?)\n", prompt, re.S).group(1)[:80]
             lines = []
-            for d in re.findall(rf"VERDICT-{nonce} (\w+): <", prompt):
+            for d in dims:
                 logit = 0.0
                 for answer, sign in ((a, 1), (b, -1)):
                     m = _author(answer)

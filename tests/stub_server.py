@@ -43,6 +43,15 @@ _BLOCK = re.compile(r"<<<CONVERSATION WITH ASSISTANT ([AB])>>>\n(.*?)\n<<<END \1
 _PANDALM = re.compile(r"### Response 1:\n(.*?)\n\n### Response 2:\n(.*?)\n\n### Evaluation:", re.DOTALL)
 
 
+def judged_turn(prompt: str) -> tuple[str, str, str, list[str]]:
+    """(tag, A's answer to the judged turn, B's, the dimensions asked) of a harness pairwise judge
+    prompt in the tagged style: what scripted judges decide from."""
+    tag = re.search(r"VERDICT-(\w+) ", prompt).group(1)
+    a = re.findall(r"\[Assistant A, turn \d+\]\n(.*?)\n<<<END A>>>", prompt, re.S)[-1]
+    b = re.findall(r"\[Assistant B, turn \d+\]\n(.*?)\n<<<END B>>>", prompt, re.S)[-1]
+    return tag, a, b, re.findall(rf"VERDICT-{tag} (\w+): <", prompt)
+
+
 def longer_wins(text_a: str, text_b: str) -> str:
     return "A" if len(text_a) > len(text_b) else "B" if len(text_b) > len(text_a) else "tie"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 
 from harness import api, views
 from harness.battles import battles, for_suite
@@ -15,6 +14,7 @@ from harness.store import Store
 from judges.llm import LLMJudge
 from tests.test_judges import VerdictBackend
 from tests.test_one_truth import make_suite
+from tests.stub_server import judged_turn
 
 
 def test_transforms_keep_the_words_and_add_only_form():
@@ -68,13 +68,8 @@ class NoisyLengthJudge(VerdictBackend):
     def generate(self, conversations, params):
         out = []
         for conv in conversations:
-            prompt = conv[-1].content
-            nonce = re.search(r"VERDICT-(\w+) ", prompt).group(1)
-            # the turn being judged: the last answer of each assistant in the prompt
-            a = re.findall(r"\[Assistant A, turn \d+\]\n(.*?)\n<<<END A>>>", prompt, re.S)[-1]
-            b = re.findall(r"\[Assistant B, turn \d+\]\n(.*?)\n<<<END B>>>", prompt, re.S)[-1]
+            nonce, a, b, dims = judged_turn(conv[-1].content)  # a, b: the judged turn's answers
             p_a = 1 / (1 + math.exp(-3 * (len(a) - len(b)) / (len(a) + len(b))))
-            dims = re.findall(rf"VERDICT-{nonce} (\w+): <", prompt)
             # the draw depends on the two answers in their order and the dimension, not on the prompt
             # (which carries a random nonce): the same verdicts on every run
             text = "\n".join(f"VERDICT-{nonce} {d}: {'A' if _draw(a, b, d) / 16 ** 8 < p_a else 'B'}" for d in dims)
