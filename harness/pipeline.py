@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.judging import JudgeRun, JudgingSummary, ReadyCalls, build_judge, registered_samples, tag_salt
 from harness.models.base import StreamingBackend, create_backend
 from harness.models.registry import get_entry
-from harness.runner import ModelStats, Progress, RunSummary, ModelJob, _Silent, stream_models
+from harness.runner import ModelJob, ModelStats, Progress, RunSummary, _Silent, made_for, stream_models
 from harness.sets import Question
 from harness.store import Store
 from harness.store import queries as q
@@ -56,9 +56,7 @@ def generate_and_judge(suite: Suite, store: Store, run_id: str, questions: list[
     progress = progress or _Silent()
     with store.write() as con:
         q.upsert_questions(con, questions)
-    made = {m.name: (backends or {}).get(m.name) or create_backend(m) for m in suite.models}
-    built = {j.name: (judges or {}).get(j.name) or build_judge(j) for j in suite.judges}
-    try:
+    with made_for(suite.models, backends, create_backend) as made, made_for(suite.judges, judges, build_judge) as built:
         salt = tag_salt(store)
         runs = [JudgeRun(sample, store, run_id, progress, salt)
                 for spec in suite.judges for sample in registered_samples(spec, built[spec.name], store)]
@@ -70,13 +68,6 @@ def generate_and_judge(suite: Suite, store: Store, run_id: str, questions: list[
             for run in runs:
                 run.writer = writer
             asyncio.run(_overlapped(jobs, runs, ReadyCalls(suite, questions), writer))
-    finally:
-        for name, backend in made.items():
-            if name not in (backends or {}):
-                backend.close()
-        for name, judge in built.items():
-            if name not in (judges or {}):
-                judge.close()
 
 
 async def _overlapped(jobs: list[ModelJob], runs: list[JudgeRun], ready: ReadyCalls, writer: RowWriter) -> None:

@@ -148,11 +148,10 @@ def _run_models(suite, store, questions, summary: RunSummary, progress, backends
     """Models on streaming backends (API endpoints) generate all at once, each endpoint's limit shared
     by the models on it; the others (in-process models, servers the harness starts) one at a time.
     One writer thread commits every model's rows."""
-    made = {spec.name: (backends or {}).get(spec.name) or create_backend(spec) for spec in suite.models}
-    summary.models.extend(ModelStats(name=spec.name) for spec in suite.models)
-    jobs = [ModelJob(spec, made[spec.name], stats, suite, questions, store, summary.run_id, progress)
-            for spec, stats in zip(suite.models, summary.models)]
-    try:
+    with made_for(suite.models, backends, create_backend) as made:
+        summary.models.extend(ModelStats(name=spec.name) for spec in suite.models)
+        jobs = [ModelJob(spec, made[spec.name], stats, suite, questions, store, summary.run_id, progress)
+                for spec, stats in zip(suite.models, summary.models)]
         with RowWriter(store) as writer:
             for job in jobs:
                 if not isinstance(job.backend, StreamingBackend):
@@ -160,10 +159,20 @@ def _run_models(suite, store, questions, summary: RunSummary, progress, backends
             streaming = [job for job in jobs if isinstance(job.backend, StreamingBackend)]
             if streaming:
                 asyncio.run(stream_models(streaming, writer))
+
+
+@contextmanager
+def made_for(specs, given: dict | None, make: Callable) -> Iterator[dict]:
+    """{name: the given object, or make(spec)} for `specs`; on leaving, closes what was made here
+    (what the caller gave stays open: it is the caller's)."""
+    given = given or {}
+    made = {spec.name: given.get(spec.name) or make(spec) for spec in specs}
+    try:
+        yield made
     finally:
-        for name, backend in made.items():
-            if name not in (backends or {}):
-                backend.close()
+        for name, thing in made.items():
+            if name not in given:
+                thing.close()
 
 
 async def stream_models(jobs: list["ModelJob"], writer: RowWriter) -> None:
