@@ -69,7 +69,16 @@ class GiveUp:
         self.first = self.first if self.streak else error
         self.streak += 1
         if self.streak >= (self.after if total is None else min(self.after, total)):
-            raise BackendError(f"{self.who}: {self.streak} requests in a row failed: {self.first}")
+            self._stop()
+
+    def _stop(self) -> None:
+        raise BackendError(f"{self.who}: {self.streak} requests in a row failed: {self.first}")
+
+    def ended(self, total: int) -> None:
+        """At the end of work whose size was not known while it ran: every one of its `total` calls
+        failed (fewer than `after`, so `failed` could not tell yet)."""
+        if 0 < self.streak == total < self.after:
+            self._stop()
 
 
 async def drain(items: Iterable[Item] | Feed[Item], call: Callable[[Item], Awaitable[Result]],
@@ -98,5 +107,4 @@ async def drain(items: Iterable[Item] | Feed[Item], call: Callable[[Item], Await
                 group.create_task(worker())
     except* BackendError as errors:
         raise errors.exceptions[0] from None
-    if 0 < give_up.streak == feed.total < give_up.after:  # every call failed; the feed closed after the last
-        raise BackendError(f"{who}: {give_up.streak} requests in a row failed: {give_up.first}")
+    give_up.ended(feed.total)  # a feed can close after its last call failed
