@@ -16,9 +16,16 @@ RayBackend (each call a Ray actor task), mean latency difference.
 Both nodes share this machine's cores, so "2 nodes" shows the cost of spreading, not more hardware;
 on a real cluster each node brings its own cores and GPUs.
 
+vLLM replicas (`replicas: N` of a vllm spec), 1 vs 2 on the two nodes: the server command is the
+tests' stub (tests/test_ray_replicas.py: the vllm kind with another `server_class`, each reply after
+--latency-ms, no limit of its own), so what is measured is the harness's side: the placement group,
+each server started on its node, requests balanced over the base URLs with `max_concurrency` per
+replica. K prompts after the servers answer, calls/s = K / generate time. Two vLLM-CPU servers on
+these 2 shared cores would compete for the same cores: vLLM replicas 2 vs 1 needs GPU nodes.
+
 Run (repo root, harness venv with the [ray] extra):
-    python bench/ray.py                          # 3 models x 400 prompts, C=32, 20 ms: about two minutes
-    python bench/ray.py --models 4 --prompts 300
+    python bench/ray.py                          # 3 models x 400 prompts, C=32, 20 ms: about three minutes
+    python bench/ray.py --models 4 --prompts 300 --replica-prompts 0
 Prints a table, then one JSON line with every number.
 """
 
@@ -47,6 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32, help="max_concurrency C of every model and the judge")
     p.add_argument("--latency-ms", type=float, default=20.0, help="stub delay per reply")
     p.add_argument("--overhead-calls", type=int, default=200, help="sequential calls K for the per-call overhead")
+    p.add_argument("--replica-prompts", type=int, default=400, help="prompts for replicas 1 vs 2 (0: skip)")
+    p.add_argument("--replica-concurrency", type=int, default=8, help="max_concurrency per vLLM replica")
     args = p.parse_args(argv)
     if args.models < 2 or args.prompts < 1:
         p.error("need --models >= 2 and --prompts >= 1")
@@ -144,6 +153,46 @@ def overhead(stub: Stub, suite_path: Path, calls: int) -> dict:
             "overhead_ms": round((ray_s - local_s) * 1e3, 2), "actors": len(remote.infos)}
 
 
+def replicas(cluster, args) -> list[dict]:
+    """calls/s of a vllm spec with replicas 1 and 2 (stub servers, see the module docstring)."""
+    from harness.config import Suite
+    from harness.executors import ray_backends
+    from harness.models.base import GenerationParams, Message
+    from harness.models.catalog import resolve_model_path
+    from harness.models.registry import register_backend, unregister_backend
+    from tests.test_ray_replicas import stub_vllm
+
+    path = str(resolve_model_path("smollm2-135m-instruct"))  # its fingerprint is read from a real folder
+    register_backend("vllm", stub_vllm)
+    rows = []
+    try:
+        for n in (1, 2):
+            spec = {"name": f"rep{n}", "backend": "vllm", "model": path, "replicas": n, "replica_resources": {"CPU": 0.2},
+                    "max_concurrency": args.replica_concurrency, "extra_args": [f"latency_ms:{args.latency_ms:g}"]}
+            suite = Suite(name="bench-replicas", models=[spec], sets=[{"name": "quickstart"}],
+                          executor={"kind": "ray", "address": cluster.address})
+            began = time.perf_counter()
+            rep = ray_backends(suite, models=[spec["name"]], judges=[])[0][spec["name"]]
+            try:
+                rep.start()
+                ready_s = time.perf_counter() - began
+                convs = [(Message("user", f"Replica prompt {i}."),) for i in range(args.replica_prompts)]
+                began = time.perf_counter()
+                done = rep.generate(convs, GenerationParams(max_new_tokens=32))
+                span = time.perf_counter() - began
+                assert all(c.ok for c in done), next(c.error for c in done if not c.ok)
+                nodes = len(set(rep.nodes()))
+            finally:
+                rep.close()
+            rows.append({"replicas": n, "nodes": nodes, "calls": len(done), "ready_s": round(ready_s, 2),
+                         "calls_per_s": round(len(done) / span, 1)})
+            print(f"  replicas {n}    {len(done):>6} calls  {rows[-1]['calls_per_s']:>8.1f} calls/s  (on {nodes} node(s),"
+                  f" servers placed and answering after {ready_s:.1f} s)", flush=True)
+    finally:
+        unregister_backend("vllm")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv if argv is not None else sys.argv[1:])
     import ray
@@ -172,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         suite2 = write_suite(work / "r2", args, stub.base_url, on_ray)
         rows.append(phase("ray 2 nodes", stub, suite2, work / "r2.duckdb"))
         cost = overhead(stub, suite2, args.overhead_calls)
+        replica_rows = replicas(cluster, args) if args.replica_prompts else []
     finally:  # each step on its own: a failed one must not leave the cluster or the stub running
         try:
             ray.shutdown()
@@ -186,7 +236,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {row['phase']:<12} {row['calls_per_s']:>8.1f}   {row['calls_per_s'] / base:.2f}")
     print(f"one call at a time: local {cost['local_ms']} ms, through Ray {cost['ray_ms']} ms "
           f"({cost['actors']} actors): Ray adds {cost['overhead_ms']} ms per call")
-    print(json.dumps({"args": vars(args), "phases": rows, "overhead": cost,
+    if len(replica_rows) == 2:
+        print(f"vllm spec (stub servers), replicas 2 vs 1: {replica_rows[1]['calls_per_s'] / replica_rows[0]['calls_per_s']:.2f}x"
+              f" calls/s at max_concurrency {args.replica_concurrency} per replica")
+    print(json.dumps({"args": vars(args), "phases": rows, "overhead": cost, "replicas": replica_rows,
                       "ratios": {r["phase"]: round(r["calls_per_s"] / base, 3) for r in rows}}))
 
 

@@ -33,7 +33,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'alignment-harness[ray]'")
 psutil = pytest.importorskip("psutil")
 
-from harness import api  # noqa: E402
+from harness import api, runner  # noqa: E402
+from harness.runner import load_questions  # noqa: E402
 from harness.errors import HarnessError, MissingExtraError  # noqa: E402
 from harness.models.base import Completion  # noqa: E402
 from harness.models.registry import register_backend, unregister_backend  # noqa: E402
@@ -280,8 +281,11 @@ def test_a_suite_runs_on_both_nodes_and_stores_what_a_local_run_stores(cluster, 
     monkeypatch.setenv("HARNESS_TEST_RAY_KEY", "sk-test-forwarded")
     suite = write_suite(tmp_path, stub.base_url, executor=on_cluster(cluster), key_env="HARNESS_TEST_RAY_KEY")
     before, earlier = stub.served_calls(), set(ray._private.state.actors())
+    reads = []
+    monkeypatch.setattr(runner, "load_questions", lambda *a, **kw: reads.append(a) or load_questions(*a, **kw))
     report = api.run(suite, tmp_path / "h.duckdb", stages=("generate", "judge"))
     assert report.complete
+    assert len(reads) == 1, "the suite's data files were read more than once (one preflight per run)"
     assert stub.served_calls() - before == local_run["calls"], "the Ray run made a different number of calls"
     assert sorted(table(tmp_path / "h.duckdb", ANSWERS)) == sorted(table(local_run["db"], ANSWERS))
     judged = sorted(table(tmp_path / "h.duckdb", JUDGMENTS))
@@ -350,6 +354,38 @@ def test_an_hf_model_in_the_actors_answers_as_it_does_in_this_process(cluster, t
     assert stores["ray"] == stores["local"]
 
 
+CLOSED_ROWS = ("SELECT result_key, model, model_fingerprint, task, task_hash, n_samples, output_type, lm_eval_backend"
+               " FROM closed_tasks")
+CLOSED_VALUES = ("SELECT result_key, metric, filter, value, stderr FROM closed_metrics UNION ALL"
+                 " SELECT result_key, 'doc' || doc_id, filter, map_extract(metrics, 'acc')[1], NULL FROM closed_samples")
+
+
+def test_closed_set_tasks_run_in_actors_on_both_nodes_and_store_what_a_local_run_stores(cluster, tiny_model_path,
+                                                                                          shared_data, tmp_path):
+    """lm-eval in the actors (one per model, placed on both nodes), rows written here: the same result
+    keys, metrics and per-document values as a local run; a rerun runs nothing."""
+    data = shared_data / "closed_set" / "mmlu_test_subset.jsonl"
+    stores, earlier = {}, set(ray._private.state.actors())
+    for name, executor in (("local", "{kind: local}"), ("ray", on_cluster(cluster))):
+        # one weights folder: the batch size (in the result key's settings) keeps their results apart
+        models = "".join(f"  - {{name: {m}, backend: hf, model: '{tiny_model_path}', threads: 1, batch_size: {b}}}\n"
+                         for m, b in (("tiny_a", 4), ("tiny_b", 3)))
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: closed-ray\nmodels:\n{models}closed_set:\n  - {{task: mmlu_subset, template: multiple_choice,"
+            f" data: '{data}', limit: 6}}\nexecutor: {executor}\n")
+        report = api.run(tmp_path / f"{name}.yaml", tmp_path / f"{name}.duckdb", stages=("closed",))
+        assert sorted((r.model, r.cached) for r in report.closed.results) == [("tiny_a", False), ("tiny_b", False)]
+        stores[name] = [sorted(table(tmp_path / f"{name}.duckdb", sql)) for sql in (CLOSED_ROWS, CLOSED_VALUES)]
+    assert stores["ray"] == stores["local"] and len(stores["ray"][0]) == 2 and len(stores["ray"][1]) > 12
+    records = actors_named("harness closed ", earlier)
+    placed = {r["Address"]["NodeID"] for rs in records.values() for r in rs}
+    assert len(records) == 2 and placed == set(cluster.nodes.values()), records.keys()
+    assert all(r["State"] == "DEAD" for rs in records.values() for r in rs), "closed-set actors outlived the run"
+    again = api.run_closed(tmp_path / "ray.yaml", tmp_path / "ray.duckdb")  # `harness closed run`: all cached
+    assert [r.cached for r in again.closed.results] == [True, True]
+    assert len(actors_named("harness closed ", earlier)) == 2, "a cached rerun started closed-set actors"
+
+
 def test_missing_ray_and_an_unreachable_cluster_are_one_line_errors(tmp_path, stub, monkeypatch):
     suite = write_suite(tmp_path, stub.base_url, in_process=False, executor="{kind: ray}")
     with monkeypatch.context() as patched:
@@ -369,15 +405,18 @@ def test_missing_ray_and_an_unreachable_cluster_are_one_line_errors(tmp_path, st
     assert not (tmp_path / "c.duckdb").exists(), "the store was touched before the cluster was reached"
 
 
+RAY_MODULES = {"harness.executors.ray_executor", "harness.executors.ray_replicas", "harness.executors.ray_closed"}
+
+
 def test_only_the_ray_executor_imports_ray():
-    """Ray is an optional extra: harness.executors.ray_executor imports it, the rest of
+    """Ray is an optional extra: the executor's ray_* modules import it, the rest of
     harness.executors only inside functions, nothing else at all (read with ast: tests/test_imports.py)."""
     from tests.test_imports import all_imports, under
 
     found = [f"{i.path}:{i.line}" for i in all_imports() if under(i.imported, "ray")
-             and i.importer != "harness.executors.ray_executor" and not (i.lazy and under(i.importer, "harness.executors"))]
+             and i.importer not in RAY_MODULES and not (i.lazy and under(i.importer, "harness.executors"))]
     assert not found
-    assert any(under(i.imported, "ray") and i.importer == "harness.executors.ray_executor" for i in all_imports())
+    assert {i.importer for i in all_imports() if under(i.imported, "ray") and not i.lazy} == RAY_MODULES
 
 
 def test_importing_the_harness_and_its_help_do_not_import_ray():

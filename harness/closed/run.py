@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from harness.closed.backends import LM_EVAL_MODEL, check_compatible, cli_command, open_lm, probe_prompt_logprobs
 from harness.closed.tasks import (ClosedTask, load_task, materialize, needs_loglikelihood, output_types,
@@ -143,10 +143,13 @@ def _fingerprint(spec) -> str:
 
 def run_closed(suite: Suite, base_dir: Path, store: Store, progress: Progress | None = None,
                force: bool = False, source: str | None = None,
-               servers: dict[str, str] | None = None) -> ClosedSummary:
+               servers: dict[str, str] | None = None, run_groups: Callable | None = None) -> ClosedSummary:
     """Run every (model, task) of `suite.closed_set` not already stored; `force` reruns them all.
     Relative paths resolve against `base_dir`; `source` (the suite file) names it in errors;
-    `servers` maps vllm model names to the base URL of a server already running for them."""
+    `servers` maps vllm model names to the base URL of a server already running for them.
+    `run_groups(groups, servers)` yields (unit, Evaluated) as lm-eval finishes each unit: by
+    default `groups_here` (in this process, one group after the other); the Ray executor runs the
+    groups on its nodes (harness.executors.ray_closed). Either way this process stores the rows."""
     progress = progress or _Silent()
     units = plan_closed(suite, base_dir, source, store)
     summary = ClosedSummary(run_id=uuid.uuid4().hex[:12])
@@ -155,7 +158,7 @@ def run_closed(suite: Suite, base_dir: Path, store: Store, progress: Progress | 
                         for u in units if u.cached and not force]
     if not todo:
         return summary
-    _load(todo)
+    load_units(todo)
 
     def totals() -> dict:
         done = sum(not r.cached for r in summary.results)
@@ -164,13 +167,14 @@ def run_closed(suite: Suite, base_dir: Path, store: Store, progress: Progress | 
 
     progress.start("closed-set (lm-eval)", len(todo))
     with recorded_run(store, summary.run_id, suite, progress, totals) as record:
-        for group in _by_model_and_batch(todo):
-            _run_group(group, suite.name, store, summary, progress, (servers or {}).get(group[0].spec.name))
+        for unit, evaluated in (run_groups or groups_here)(_by_model_and_batch(todo), servers or {}):
+            summary.results.append(_store(unit, evaluated, suite.name, store, summary.run_id))
+            progress.advance(1)
     summary.wall_s = record["wall_s"]
     return summary
 
 
-def _load(units: list[_Unit]) -> None:
+def load_units(units: list[_Unit]) -> None:
     """lm-eval loads the tasks that must run and that the plan did not load (seen before, under
     another model or settings); one TaskManager for them all, before any model loads."""
     tasks = {id(u.task): u.task for u in units if u.loaded is None}
@@ -183,6 +187,9 @@ def _load(units: list[_Unit]) -> None:
             unit.loaded = loaded[id(unit.task)]
 
 
+_load = load_units  # the name tests/test_closed.py uses
+
+
 def _by_model_and_batch(units: list[_Unit]) -> list[list[_Unit]]:
     """One lm-eval model instance (and one server) per model spec and batch size."""
     groups: dict[tuple[str, int], list[_Unit]] = {}
@@ -191,18 +198,36 @@ def _by_model_and_batch(units: list[_Unit]) -> list[list[_Unit]]:
     return list(groups.values())
 
 
-def _run_group(units: list[_Unit], suite_name: str, store: Store, summary: ClosedSummary, progress,
-               base_url: str | None) -> None:
+@dataclass
+class Evaluated:
+    """What lm-eval returned for one unit and how it ran: all its stored rows are made from."""
+
+    results: dict  # the parts of simple_evaluate's output the rows use (RESULT_PARTS)
+    wall_s: float
+    cli: str
+    model_args: dict
+
+
+RESULT_PARTS = ("results", "higher_is_better", "samples", "versions", "n-shot", "n-samples")
+
+
+def groups_here(groups: list[list[_Unit]], servers: dict[str, str]) -> Iterator[tuple[_Unit, Evaluated]]:
+    """The default `run_groups`: every group in this process, one after the other."""
+    for group in groups:
+        yield from evaluate_group(group, servers.get(group[0].spec.name))
+
+
+def evaluate_group(units: list[_Unit], base_url: str | None = None) -> Iterator[tuple[_Unit, Evaluated]]:
+    """One lm-eval model for the group's units (loaded tasks), each unit evaluated in turn."""
     spec = units[0].spec
     with open_lm(spec, units[0].settings["batch_size"], base_url) as lm:
         for unit in units:
             if spec.backend == "vllm" and needs_loglikelihood(output_types(unit.loaded)):
                 probe_prompt_logprobs(lm)
-            summary.results.append(_evaluate(unit, lm, suite_name, store, summary.run_id))
-            progress.advance(1)
+            yield unit, _evaluate(unit, lm)
 
 
-def _evaluate(unit: _Unit, lm, suite_name: str, store: Store, run_id: str) -> ClosedResult:
+def _evaluate(unit: _Unit, lm) -> Evaluated:
     from lm_eval import simple_evaluate
 
     name = unit.task.spec.task
@@ -216,10 +241,16 @@ def _evaluate(unit: _Unit, lm, suite_name: str, store: Store, run_id: str) -> Cl
     )
     wall_s = time.perf_counter() - started
     cli = cli_command(lm, unit.task.include_dir, name, unit.settings)
+    return Evaluated({k: results.get(k) for k in RESULT_PARTS}, wall_s, cli, dict(lm.args))
+
+
+def _store(unit: _Unit, done: Evaluated, suite_name: str, store: Store, run_id: str) -> ClosedResult:
+    """Write one unit's rows (every leaf task in one transaction)."""
+    name, results, wall_s, cli = unit.task.spec.task, done.results, done.wall_s, done.cli
     result = ClosedResult(unit.spec.name, name, cached=False, wall_s=wall_s, cli=cli)
     with store.write() as con:
         for leaf in sorted(unit.loaded["tasks"]):
-            row, metrics, samples = _rows(unit, leaf, results, suite_name, run_id, wall_s, lm, cli)
+            row, metrics, samples = _rows(unit, leaf, results, suite_name, run_id, wall_s, done.model_args, cli)
             cq.insert_result(con, row, metrics, samples)
             result.n_samples += row["n_samples"]
             result.metrics += [{"task": leaf, "metric": m[1], "filter": m[2], "value": m[3], "stderr": m[4]}
@@ -227,7 +258,8 @@ def _evaluate(unit: _Unit, lm, suite_name: str, store: Store, run_id: str) -> Cl
     return result
 
 
-def _rows(unit: _Unit, leaf: str, results: dict, suite_name: str, run_id: str, wall_s: float, lm, cli):
+def _rows(unit: _Unit, leaf: str, results: dict, suite_name: str, run_id: str, wall_s: float, model_args: dict,
+          cli: str):
     key = unit.key(leaf)
     task_obj = unit.loaded["tasks"][leaf]
     metrics = _metric_rows(key, results["results"].get(leaf, {}), results["higher_is_better"].get(leaf, {}))
@@ -237,7 +269,7 @@ def _rows(unit: _Unit, leaf: str, results: dict, suite_name: str, run_id: str, w
         "model_fingerprint": unit.fingerprint, "task": leaf, "task_hash": unit.task_hash,
         "task_version": str(results["versions"].get(leaf)), "num_fewshot": int(results["n-shot"].get(leaf, 0)),
         "n_samples": int(results["n-samples"][leaf]["effective"]),
-        "settings_json": json.dumps({**unit.settings, "model_args": lm.args, "cli": cli}, sort_keys=True),
+        "settings_json": json.dumps({**unit.settings, "model_args": model_args, "cli": cli}, sort_keys=True),
         "lm_eval_backend": LM_EVAL_MODEL[unit.spec.backend], "lm_eval_version": unit.settings["lm_eval_version"],
         "output_type": task_obj.get_config("output_type"), "wall_s": wall_s, "run_id": run_id,
     }

@@ -2,7 +2,8 @@
 
 Each backend gets N actors (default: one per alive node that has the requested resources, each
 placed on its node). Every actor creates the real backend from the spec on its own node: an
-in-process hf model, an OpenAI-compatible client, a vLLM server. In this process a `RayBackend`
+in-process hf model or an OpenAI-compatible client. (A vllm spec runs `replicas` servers placed by
+a placement group instead: harness/executors/ray_replicas.py.) In this process a `RayBackend`
 stands in for the real one, so the runner, the pipeline and the judges see a plain backend:
 
 - `fingerprint()` is the real backend's (checked equal on every node), so answer and judgment
@@ -37,7 +38,7 @@ from functools import cache
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from harness.config import ExecutorSpec, Suite
+from harness.config import ExecutorSpec, Suite, VLLMModelSpec
 from harness.errors import BackendError, ConfigError, HarnessError
 from harness.models.base import Completion, Conversation, GenerationParams
 from harness.models.openai_backend import endpoint_gate, one_line
@@ -338,11 +339,23 @@ class _Starting:
     actors: list
     attempts: int
 
+    def ready(self) -> RayBackend:
+        return _ready(self)
 
-def _start(spec, executor: ExecutorSpec, what: str) -> _Starting:
+    def abort(self) -> None:
+        _kill(self.actors)
+
+
+def _start(spec, executor: ExecutorSpec, what: str):
+    """The actors of one backend, asked for (a _Starting, or a vllm spec's replicas); `.ready()`
+    waits for them, `.abort()` stops them."""
     entry = get_entry(spec.backend)
     if entry is None:
         raise ConfigError(f"{what}: unknown backend '{spec.backend}'")
+    if isinstance(spec, VLLMModelSpec):  # `replicas` servers in a placement group, not one actor per node
+        from harness.executors.ray_replicas import Starting
+
+        return Starting(what, spec, entry.factory, executor)
     streaming = entry.capabilities.streaming
     env = _forwarded_env(spec)
     actors = []
@@ -379,21 +392,21 @@ def wrap_suite(suite: Suite, models=None, judges=None) -> tuple[dict, dict]:
     want_judges = None if judges is None else set(judges)
     model_specs = [m for m in suite.models if want_models is None or m.name in want_models]
     judge_specs = [j for j in suite.judges if want_judges is None or j.name in want_judges]
-    starting: list[_Starting] = []
-    done: list[RayBackend] = []
+    starting: list = []
+    done: list = []
     try:
         for spec in model_specs:
             starting.append(_start(spec, suite.executor, f"model '{spec.name}'"))
         for spec in judge_specs:
             starting.append(_start(spec.model, suite.executor, f"judge '{spec.name}'"))
         for s in list(starting):
-            done.append(_ready(s))
+            done.append(s.ready())
             starting.remove(s)
     except BaseException:
         for backend in done:
             backend.close()
         for s in starting:
-            _kill(s.actors)
+            s.abort()
         raise
     backends = {spec.name: b for spec, b in zip(model_specs, done)}
     wrapped = {spec.name: spec.judge_on(b) for spec, b in zip(judge_specs, done[len(model_specs):])}

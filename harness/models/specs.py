@@ -132,6 +132,24 @@ class VLLMModelSpec(ModelSpecBase):
     """Per-request timeout."""
     max_retries: int = Field(3, ge=0)
     """Retries per request."""
+    replicas: int = Field(1, ge=1)
+    """Servers under the Ray executor, one per bundle of a Ray placement group, each started on its
+    node with the same command line; requests are balanced over them and `max_concurrency` is per
+    replica. A local run needs 1 (several engines on one machine: data_parallel_size)."""
+    replica_resources: dict[str, float] = {"CPU": 1.0}
+    """Ray resources each replica's bundle reserves: {GPU: 1} (x tensor_parallel_size) on GPU nodes,
+    or a custom resource given to `ray start --resources` to pick the nodes."""
+    placement: Literal["SPREAD", "STRICT_SPREAD", "PACK", "STRICT_PACK"] = "SPREAD"
+    """Ray placement-group strategy of the replicas: SPREAD puts them on different nodes where it can,
+    STRICT_SPREAD must (one node per replica), PACK / STRICT_PACK fill one node first."""
+
+    @field_validator("replica_resources")
+    @classmethod
+    def _some_resource(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(v <= 0 for v in value.values()):
+            raise rule_error("each replica's bundle must reserve something, every amount > 0 (e.g. {CPU: 1} or"
+                             " {GPU: 1}): Ray cannot place an empty bundle on a node")
+        return value
 
 
 class ReferenceModelSpec(ModelSpecBase):

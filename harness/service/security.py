@@ -138,7 +138,9 @@ def suite_paths(suite: Suite) -> list[tuple[str, str]]:
         if task.include:
             found.append((f"closed_set.{i}.include", task.include))
     specs = [(f"models.{i}", m) for i, m in enumerate(suite.models)]
-    specs += [(f"judges.{i}.model", j.model) for i, j in enumerate(suite.judges)]
+    for i, judge in enumerate(suite.judges):  # a judge's model, a DPO reference, a panel's members
+        specs += [(f"judges.{i}.{field}", spec) for field, spec in judge.model_specs()]
+        found += [(f"judges.{i}.{field}", path) for field, path in judge.prompt_files()]
     for where, spec in specs:
         found += [(f"{where}.{name}", value) for name in ("adapter", "chat_template")
                   if (value := getattr(spec, name, None))]

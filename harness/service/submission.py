@@ -59,6 +59,8 @@ def build_job(req: SubmitRequest, settings: Settings, store, submitter: str) -> 
     """The keyword arguments of harness.store.jobs.submit; HarnessError for anything wrong."""
     suite, builtin = _suite_of(req, settings, store)
     source = req.suite_name if builtin else req.filename
+    if suite is not None:
+        _no_ray_address(suite, source)
     params: dict = {"source": source, "builtin": builtin}
     if req.kind == "run":
         params["stages"] = _stages(req, source)
@@ -141,6 +143,15 @@ def _train_params(req: SubmitRequest) -> dict:
     return {"method": req.method, "recipe": req.recipe, "then_eval": req.then_eval}
 
 
+def _no_ray_address(suite: Suite, source: str) -> None:
+    """A submitter does not choose the Ray cluster: joining one is trusting it with the job's specs
+    and the API keys its actors get, so the operator decides (the worker's --ray-address, else
+    $RAY_ADDRESS, else the cluster `ray start` began on the worker's machine)."""
+    if suite.executor.kind == "ray" and suite.executor.address:
+        raise ConfigError(f"{source}: executor.address: the service's workers join the Ray cluster their operator"
+                          " set up (harness worker --ray-address, or $RAY_ADDRESS): leave executor.address out")
+
+
 def base_dir(params: dict, roots: list[str] | list[Path]) -> Path:
     """Where the job's relative paths resolve: the built-in suites' folder, else the first data root."""
     if params.get("builtin"):
@@ -150,9 +161,11 @@ def base_dir(params: dict, roots: list[str] | list[Path]) -> Path:
 
 def resources(suite: Suite | None, params: dict) -> list[str]:
     """What two jobs on one host must not hold at once: a local model's weights (loaded in process)
-    and the GPU a vLLM server or a training run takes. Endpoint models hold nothing."""
+    and the GPU a vLLM server or a training run takes. Endpoint models hold nothing, and neither
+    does a suite whose calls run on a Ray cluster (Ray places them by its own resources)."""
     held: set[str] = set()
-    specs = [*suite.models, *(j.model for j in suite.judges)] if suite else []
+    on_host = suite is not None and suite.executor.kind != "ray"
+    specs = [*suite.models, *(spec for j in suite.judges for _, spec in j.model_specs())] if on_host else []
     for spec in specs:
         if spec.backend == "hf":
             held.add(f"local-model:{spec.model}")

@@ -9,6 +9,10 @@ same host, the next claim sees the pid is gone) and the job resumes from the cac
 
 SIGTERM stops the worker: a running job is given back to the queue. SIGUSR2 wakes an idle worker
 (serve sends it after a submission) so a new job starts without waiting for the next poll.
+
+Ray: a job whose suite says `executor: {kind: ray}`, or any run / closed-set job of a worker made
+with `executor="ray"`, runs its calls on the Ray cluster (harness.executors); this worker still
+plans them and alone writes the store, and a Stop unwinds the run like Ctrl-C, stopping its actors.
 """
 
 from __future__ import annotations
@@ -89,8 +93,12 @@ class JobProgress:
 
 
 class Worker:
-    def __init__(self, db: str | Path, lease_s: float = 30.0, poll_s: float = 1.0, parent_pid: int | None = None):
+    def __init__(self, db: str | Path, lease_s: float = 30.0, poll_s: float = 1.0, parent_pid: int | None = None,
+                 executor: str | None = None, ray_address: str | None = None):
+        """`executor` / `ray_address` override every run and closed-set job's suite, as `harness run
+        --executor ray --ray-address ADDR` does: this worker hands its jobs to that Ray cluster."""
         self.store = Store(db)
+        self.executor = (executor, ray_address)
         self.id = queue.worker_id()
         self.lease_s, self.poll_s, self.parent_pid = lease_s, poll_s, parent_pid
         self.wake = threading.Event()
@@ -146,7 +154,7 @@ class Worker:
         try:
             try:
                 self.armed = True
-                result = execute(job, self.store, progress, progress.stage_done)
+                result = execute(job, self.store, progress, progress.stage_done, self.executor)
                 state = "finished"
                 error = result.pop("error", None)
             finally:
@@ -195,8 +203,10 @@ class Worker:
                 os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def execute(job: dict, store: Store, progress: JobProgress, on_stage) -> dict:
-    """Run one job through harness.api; returns its counts (plus an `error` line when calls failed)."""
+def execute(job: dict, store: Store, progress: JobProgress, on_stage,
+            executor: tuple[str | None, str | None] = (None, None)) -> dict:
+    """Run one job through harness.api; returns its counts (plus an `error` line when calls failed).
+    `executor`: (kind, Ray address) overriding a run or closed-set job's suite (the worker's own)."""
     from harness import api
     from harness.service.submission import base_dir, job_suite
 
@@ -204,6 +214,10 @@ def execute(job: dict, store: Store, progress: JobProgress, on_stage) -> dict:
     suite = job_suite(job)
     base = base_dir(params, job["data_roots"])
     kind = job["kind"]
+    if suite is not None and kind in ("run", "closed"):
+        from harness.executors import with_executor
+
+        suite = with_executor(suite, *executor)  # a suite saying `executor: ray` runs there anyway
     if kind == "run":
         report = api.run(suite, store, stages=params["stages"], base_dir=base, progress=progress,
                          on_stage=lambda stage, rep: on_stage(stage, _stage_line(stage, rep)))
