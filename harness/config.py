@@ -110,20 +110,34 @@ class GenerationConfig(_Strict):
         return self.per_category.get(category, self.default)
 
 
+# Judge styles and the fields only some of them use (a field set for another style is an error).
+SCORING_STYLES = ("reward", "dpo_reward")  # score each answer; verdict by score difference
+ONE_VERDICT_STYLES = ("fastchat", *SCORING_STYLES)  # one 'overall' verdict per call
+STYLE_FIELDS = {"prompt_file": ("fastchat",), "prompt_name": ("fastchat",), "tie_margin": SCORING_STYLES,
+                "beta": ("dpo_reward",), "reference": ("dpo_reward",), "members": ("panel",),
+                "combine": ("panel",), "weights": ("panel",)}
+
+
 class JudgeSpec(_Strict):
-    """A judge: a model (any backend) plus a prompt style and what it judges."""
+    """A judge: a model (any backend) plus a prompt style and what it judges; or a panel of judges."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     """Name the judge's verdicts are stored under."""
-    model: ModelSpec
-    """The judge's own model: GPT-4 via openai, a vLLM-served model, or an in-process one."""
-    style: Literal["prompt", "pandalm"] = "prompt"
-    """prompt: this team's prompts with tagged verdict lines; pandalm: PandaLM's layout, '1/2/Tie' first line."""
+    model: ModelSpec | None = None
+    """The judge's own model: GPT-4 via openai, a vLLM-served model, or an in-process one. Required,
+    except for style: panel (its members have models)."""
+    style: Literal["prompt", "pandalm", "fastchat", "reward", "dpo_reward", "panel"] = "prompt"
+    """prompt: this team's prompts with tagged verdict lines; pandalm: PandaLM's layout, '1/2/Tie' first
+    line; fastchat: FastChat's MT-Bench templates read from `prompt_file` ([[A]]/[[B]]/[[C]], [[rating]]);
+    reward: a reward model (hf, sequence classification) scores each answer; dpo_reward: the DPO implicit
+    reward beta*(log pi - log pi_ref) of `model` against `reference`; panel: `members` vote."""
     kind: Literal["pairwise", "single"] = "pairwise"
     """pairwise A/B/tie (judged in both orders) or single 1-10 grading."""
     dimensions: list[str] = list(DEFAULT_DIMENSIONS)
     """Pairwise dimensions, each with its own verdict; names are lowercase letters, digits and _,
-    starting with a letter (judges.base.DIMENSION_NAME, the pattern the verdict parser reads)."""
+    starting with a letter (judges.base.DIMENSION_NAME, the pattern the verdict parser reads).
+    fastchat, reward and dpo_reward give one verdict, `overall`; a panel defaults to the dimensions
+    all its members judge."""
     dimension_mode: Literal["joint", "per_dimension"] = "joint"
     """joint: one call returns every dimension; per_dimension: one call each."""
     chain_of_thought: bool = True
@@ -136,6 +150,26 @@ class JudgeSpec(_Strict):
     """Single grading: independent grades per answer (samples after the first use temperature 0.7)."""
     decode: Literal["generate", "choice"] = "generate"
     """generate: parse free text; choice (pandalm style, hf backend): pick 1 / 2 / Tie by likelihood."""
+    prompt_file: str | None = None
+    """style: fastchat: FastChat's judge_prompts.jsonl (fastchat/llm_judge/data/), or a file in its
+    layout; relative paths resolve against the suite file's folder. Not shipped with the harness."""
+    prompt_name: str | None = None
+    """style: fastchat: the template, e.g. pair-v2 (kind: pairwise) or single-v1 (kind: single). As in
+    FastChat, questions with a reference use its math variant and turn 2 its -multi-turn variant."""
+    tie_margin: float = Field(0.0, ge=0)
+    """reward, dpo_reward: |score(A) - score(B)| at or below this is a tie."""
+    beta: float = Field(0.1, gt=0)
+    """dpo_reward: the DPO beta the reward is scaled by (the one the policy was trained with)."""
+    reference: ModelSpec | None = None
+    """dpo_reward: the reference policy; none: `model` with its LoRA adapter switched off (needs
+    model.adapter), the reference TRL's DPOTrainer used."""
+    members: list["JudgeSpec"] = []
+    """style: panel: the judges that vote (pairwise, at least two, unique names)."""
+    combine: Literal["majority", "weighted"] = "majority"
+    """style: panel: majority (one vote each) or weighted (`weights`); a shared top count is a tie."""
+    weights: dict[str, float] = {}
+    """style: panel, combine: weighted: member name -> weight > 0, e.g. log(a/(1-a)) of its measured
+    accuracy a (judges.panel.log_odds_weight)."""
 
     @field_validator("dimensions")
     @classmethod
@@ -144,6 +178,65 @@ class JudgeSpec(_Strict):
         if problem:
             raise rule_error(problem)
         return dimensions
+
+    @field_validator("prompt_file")
+    @classmethod
+    def _relative_to_the_suite(cls, path: str | None, info) -> str | None:
+        # load_suite passes the suite's folder; a spec built in code keeps its path as given.
+        base = (info.context or {}).get("base_dir")
+        if path is None or base is None or Path(path).expanduser().is_absolute():
+            return path
+        return str(Path(base) / path)
+
+    @model_validator(mode="after")
+    def _fields_fit_the_style(self) -> "JudgeSpec":
+        for name, styles in STYLE_FIELDS.items():  # by value: a stored spec's JSON holds every default
+            if getattr(self, name) != type(self).model_fields[name].get_default() and self.style not in styles:
+                raise rule_error(f"{name} is used only with style: {' or '.join(styles)}, not {self.style}:"
+                                 " remove it or change style")
+        if (self.model is None) != (self.style == "panel"):
+            raise rule_error("style: panel takes `members`, not `model`: remove model" if self.model is not None
+                             else "model: missing: add the judge's model (only style: panel has none)")
+        if self.style in ONE_VERDICT_STYLES:
+            if "dimensions" in self.model_fields_set and self.dimensions != ["overall"]:
+                raise rule_error(f"dimensions: style: {self.style} gives one verdict, 'overall': remove"
+                                 " dimensions or use [overall]")
+            self.dimensions = ["overall"]
+        if self.decode == "choice" and self.style != "pandalm":
+            raise rule_error(f"decode: choice picks PandaLM's 1 / 2 / Tie: use it with style: pandalm, not"
+                             f" {self.style}")
+        return self
+
+    @model_validator(mode="after")
+    def _style_has_what_it_needs(self) -> "JudgeSpec":
+        if self.style == "fastchat" and not (self.prompt_file and self.prompt_name):
+            raise rule_error("style: fastchat needs prompt_file (FastChat's judge_prompts.jsonl) and prompt_name"
+                             " (e.g. pair-v2 or single-v1)")
+        if self.style in SCORING_STYLES and self.kind != "pairwise":
+            raise rule_error(f"kind: style: {self.style} compares two answers' scores: use kind: pairwise")
+        if self.style == "dpo_reward" and self.reference is None and not self.model.adapter:
+            raise rule_error("reference: missing: without it the reference is model with its LoRA adapter switched"
+                             " off, and model has no adapter: give model.adapter or a reference model")
+        if self.style == "panel":
+            self._check_panel()
+        return self
+
+    def _check_panel(self) -> None:
+        names = [m.name for m in self.members]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise rule_error("members: a panel needs at least two judges with unique names")
+        if self.kind != "pairwise" or any(m.kind != "pairwise" for m in self.members):
+            raise rule_error("kind: a panel and all its members must be pairwise")
+        if self.combine == "weighted" and (sorted(self.weights) != sorted(names) or
+                                          any(w <= 0 for w in self.weights.values())):
+            raise rule_error(f"weights: combine: weighted needs a weight > 0 for each member ({', '.join(names)})")
+        shared = [d for d in self.members[0].dimensions if all(d in m.dimensions for m in self.members)]
+        if "dimensions" not in self.model_fields_set:
+            self.dimensions = shared
+        unknown = [d for d in self.dimensions if d not in shared]
+        if unknown or not shared:
+            raise rule_error(f"dimensions: '{(unknown or ['?'])[0]}' is not judged by every member (they share: "
+                             f"{', '.join(shared) or 'nothing'}): use shared dimensions")
 
     @model_validator(mode="after")
     def _pandalm_knows_its_dimensions(self) -> "JudgeSpec":
@@ -157,22 +250,62 @@ class JudgeSpec(_Strict):
     @model_validator(mode="after")
     def _choice_needs_a_scorer(self) -> "JudgeSpec":
         # Checked from the registry's capabilities, so the suite fails before any model loads.
-        entry = get_entry(self.model.backend)
+        entry = get_entry(self.model.backend) if self.model is not None else None
         if self.decode == "choice" and entry is not None and not entry.capabilities.score_choices:
             able = kinds_where(lambda e: e.capabilities.score_choices)
             raise ValueError(f"decode: choice needs a backend that can score choices ({kinds_text(able)}),"
                              f" not {self.model.backend}: use decode: generate")
         return self
 
+    def model_specs(self) -> list[tuple[str, ModelSpecBase]]:
+        """(dotted field, spec) of every model this judge loads or calls: its model, its reference and
+        its members' (recursively). For whoever must vet or place them (the service, executors)."""
+        found = [(f, s) for f, s in (("model", self.model), ("reference", self.reference)) if s is not None]
+        for i, member in enumerate(self.members):
+            found += [(f"members.{i}.{f}", s) for f, s in member.model_specs()]
+        return found
+
+    def prompt_files(self) -> list[tuple[str, str]]:
+        """(dotted field, path) of every prompt file this judge reads (style: fastchat), its members'
+        included: files a service must confine to its data roots."""
+        found = [("prompt_file", self.prompt_file)] if self.prompt_file else []
+        for i, member in enumerate(self.members):
+            found += [(f"members.{i}.{f}", path) for f, path in member.prompt_files()]
+        return found
+
     def judge_on(self, backend):
-        """This judge on `backend` (a ModelBackend for `model`): the one place a spec becomes a judge,
-        so a local run and a Ray run (harness.executors) have the same fingerprints and call keys."""
+        """This judge on `backend` (a ModelBackend for `model`; None for a panel): the one place a spec
+        becomes a judge, so a local run and a Ray run (harness.executors) have the same fingerprints
+        and call keys. A dpo_reward reference and a panel's members get backends of their own here."""
+        from harness.models.base import create_backend
+
+        params = GenerationParams(max_new_tokens=self.max_new_tokens)
+        dims = tuple(self.dimensions)
+        if self.style == "panel":
+            from judges.panel import PanelJudge
+
+            members = [m.judge_on(create_backend(m.model) if m.model is not None else None) for m in self.members]
+            return PanelJudge(self.name, members, combine=self.combine, weights=self.weights, dimensions=dims)
+        if self.style == "reward":
+            from judges.reward import RewardModelJudge
+
+            return RewardModelJudge(self.name, backend, dimensions=dims, tie_margin=self.tie_margin)
+        if self.style == "dpo_reward":
+            from judges.reward import DPORewardJudge
+
+            reference = create_backend(self.reference) if self.reference is not None else None
+            return DPORewardJudge(self.name, backend, reference=reference, beta=self.beta, dimensions=dims,
+                                  tie_margin=self.tie_margin)
+        common = dict(params=params, max_parse_retries=self.max_parse_retries, chain_of_thought=self.chain_of_thought)
+        if self.style == "fastchat":
+            from judges.fastchat import FastChatJudge, FastChatTemplates
+
+            templates = FastChatTemplates(self.prompt_file, self.prompt_name, self.name)
+            return FastChatJudge(self.name, backend, templates, kind=self.kind, **common)
         from judges.llm import LLMJudge
 
-        return LLMJudge(self.name, backend, style=self.style, kind=self.kind, dimensions=tuple(self.dimensions),
-                        dimension_mode=self.dimension_mode, chain_of_thought=self.chain_of_thought,
-                        params=GenerationParams(max_new_tokens=self.max_new_tokens),
-                        max_parse_retries=self.max_parse_retries, decode=self.decode)
+        return LLMJudge(self.name, backend, style=self.style, kind=self.kind, dimensions=dims,
+                        dimension_mode=self.dimension_mode, decode=self.decode, **common)
 
 
 class PairsSpec(_Strict):
@@ -223,7 +356,8 @@ class ExecutorSpec(_Strict):
     """CPUs each actor reserves: a sliver by default (API clients mostly wait), 1+ for in-process models."""
     actors: int | None = Field(None, ge=1)
     """Actors per model and per judge, spread over the nodes; default: one per alive node that has
-    `resources`, each placed on its node (softly: a restart after the node dies goes elsewhere)."""
+    `resources`, each placed on its node (softly: a restart after the node dies goes elsewhere).
+    A vllm model runs its own `replicas` servers instead (placed by its `replica_resources`)."""
     max_restarts: int = Field(3, ge=0)
     """Times Ray restarts an actor whose process or node died (on another node when its node is gone)."""
     max_task_retries: int = Field(3, ge=0)
@@ -301,10 +435,11 @@ def resolve_named_yaml(name_or_path: str, folder: Path, kind: str) -> Path:
 def load_suite(name_or_path: str | Path) -> tuple[Suite, Path]:
     """Parse and validate a suite; returns it with the folder relative paths resolve against."""
     path = resolve_suite_path(str(name_or_path))
-    return load_yaml_model(path, Suite, "'name', 'models', 'sets' at the top level"), path.parent
+    suite = load_yaml_model(path, Suite, "'name', 'models', 'sets' at the top level", {"base_dir": path.parent})
+    return suite, path.parent
 
 
-def load_yaml_model(path: Path, model: type[BaseModel], top_level: str):
+def load_yaml_model(path: Path, model: type[BaseModel], top_level: str, context: dict | None = None):
     """YAML file -> pydantic model (suites, recipes); every error one line naming file and field."""
     try:
         raw = yaml.safe_load(path.read_text())
@@ -315,7 +450,7 @@ def load_yaml_model(path: Path, model: type[BaseModel], top_level: str):
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with {top_level}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=context)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
 

@@ -1,65 +1,41 @@
-"""Judge meta-evaluation: how well does a judge agree with people?
+"""Judge meta-evaluation: how well does a judge agree with people (or with the truth)?
 
-Four sources, all from human-labelled data (see ../shared/data/README.md):
+Sources, all labelled by others (see ../shared/data/README.md and judges/labelled.py):
+- any labelled-pairs benchmark in BENCHMARKS (MT-Bench human votes, the PandaLM test set, HH-RLHF,
+  and the peers' own files: LLMBar, JudgeBench, RewardBench, EvalBiasBench, AlpacaEval
+  cross-annotations, or our labelled-pairs JSONL), a live judge run on it in both orders
+  (`evaluate_benchmark`, through harness.judge_eval_live);
 - released verdicts of published judges on the PandaLM test set (no judge is run);
 - MT-Bench human votes, human vs human (the ceiling a judge is measured against);
-- a FastChat pairwise judgment file, scored against the same expert votes;
-- a live judge of ours run over a sample of the MT-Bench human-vote pairs, in both orders.
+- a FastChat pairwise judgment file, scored against the same expert votes.
 
-`judge_eval` computes them all and, given a store, keeps each as a judge-eval run (migration 006):
-the run, every judged item and order with its raw output and the human labels it is compared with,
-and one row per metric with a bootstrap interval. A live item's key is
-sha256(judge fingerprint, benchmark, item id, order, item content), so a rerun of the same judge
-on the same items makes no judge call.
-
-This module reads the data, runs the judge and stores; the metrics themselves (agreement,
-accuracy, macro P/R/F1, bias rates and their bootstrap intervals) are pure functions in
-judges.agreement. `Metric` and `agreement_per_item` are re-exported from here.
+Given a store, each is kept as a judge-eval run (migrations 006, 010): the run, every judged item
+and order with its raw output, the human labels and its cost, and one row per subset and metric
+with a bootstrap interval. A live rerun makes zero judge calls (harness.judge_eval_live).
+`judge_eval` is the original entry point (released verdicts, the human ceiling, a FastChat file,
+and a live judge on a sample of MT-Bench pairs); its published figures come out unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import secrets
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-import harness
-from harness.errors import BackendError, DataError, HarnessError
+from harness.errors import DataError, HarnessError
+from harness.judge_eval_live import (  # noqa: F401 (EvalRun, file_hash: re-exported for callers)
+    EvalRun, Part, evaluate_pairs, file_hash, item_row, metrics_by_subset, new_part, save, set_metrics)
 from harness.models.base import stable_hash
 from harness.store import Store
-from judges.agreement import (  # noqa: F401 (agreement_per_item: re-exported for callers)
-    Metric,
-    agreement_metrics,
-    agreement_per_item,
-    bias_metrics,
-    classification_metrics,
-    pair_key,
-    parsed_in_both_orders,
-)
-from judges.base import Judge, PairItem
-from judges.merge import POLICIES, JudgmentRow, merge_orders
-from judges.meta import (
-    Agreement,
-    LabelledPair,
-    Report,
-    Vote,
-    classification_report,
-    fastchat_agreement,
-    load_fastchat_pair_judgments,
-    load_gpt35_released,
-    load_mt_bench_pairs_with_text,
-    load_mt_bench_votes,
-    load_pandalm_released,
-    load_pandalm_testset,
-)
-from judges.parse import choice_logprobs, verdict_tag
-from judges.reliability import Reliability, reliability
+from judges.agreement import (  # noqa: F401 (Metric, agreement_per_item: re-exported for callers)
+    Metric, PairOutcome, agreement_metrics, agreement_per_item, pair_key)
+from judges.base import Judge
+from judges.labelled import LabelledPair, load_labelled
+from judges.meta import (Agreement, Report, Vote, classification_report, fastchat_agreement,
+                         load_fastchat_pair_judgments, load_gpt35_released, load_mt_bench_votes, load_pandalm_released,
+                         load_pandalm_testset, mt_bench_pairs, pandalm_pairs)
 
 RELEASED = {"pandalm-7b": ("pandalm-7b-testset-v1.json", load_pandalm_released),
             "gpt-3.5-turbo": ("gpt-3.5-turbo-testset-v1.json", load_gpt35_released)}
@@ -76,35 +52,60 @@ _TESTSET = ("pandalm", "testset-v1.json")
 _PANDA_POSITION = {0: "tie", 1: "A", 2: "B"}  # PandaLM label -> verdict with response1 shown as A
 
 
+@dataclass(frozen=True)
+class Benchmark:
+    """A labelled benchmark: its judges.labelled format and, for the shared data, its file."""
+
+    format: str
+    path: tuple[str, ...] | None  # relative to the data folder; None: pass --file
+    about: str
+
+
+BENCHMARKS = {
+    MT_BENCH: Benchmark("mt_bench", _WITH_TEXT, "MT-Bench turn-1 pairs with expert votes (3-way)"),
+    PANDALM: Benchmark("pandalm", _TESTSET, "PandaLM test set, 3 annotators (3-way)"),
+    "hh_rlhf_harmless": Benchmark("hh_rlhf", ("hh_rlhf", "harmless_base_test.jsonl.gz"),
+                                  "Anthropic HH-RLHF harmless-base test (chosen vs rejected)"),
+    "llmbar": Benchmark("llmbar", None, "LLMBar dataset.json (a file, or a folder of them)"),
+    "judgebench": Benchmark("judgebench", None, "JudgeBench JSONL"),
+    "rewardbench": Benchmark("rewardbench", None, "RewardBench rows (chosen vs rejected)"),
+    "evalbiasbench": Benchmark("evalbiasbench", None, "EvalBiasBench / OffsetBias biasbench.json"),
+    "alpaca_eval_human": Benchmark("alpaca_eval", None, "AlpacaEval human cross-annotations"),
+    "labelled": Benchmark("labelled", None, "a labelled-pairs JSONL file (judges/labelled.py)"),
+}
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         raise DataError(f"{path}: not found: pass --data pointing at the shared data folder")
     return path
 
 
-def file_hash(paths: Sequence[Path]) -> str:
-    """sha256 over the bytes of each file, in order."""
-    return stable_hash([hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths])
+def benchmark_name(benchmark: str, file: Path | None) -> str:
+    """The name runs are stored under: the benchmark, or for our own format 'labelled:<file stem>'."""
+    return f"labelled:{Path(file).stem}" if benchmark == "labelled" and file is not None else benchmark
+
+
+def load_benchmark(benchmark: str, data: Path = Path("../shared/data"), file: Path | None = None,
+                   limit: int | None = None, seed: int = 0) -> tuple[list[LabelledPair], Path]:
+    """The benchmark's pairs (a seeded sample of `limit` of them, in file order) and the file read."""
+    if benchmark not in BENCHMARKS:
+        raise HarnessError(f"benchmark '{benchmark}': unknown: use one of {', '.join(BENCHMARKS)}")
+    spec = BENCHMARKS[benchmark]
+    if file is None and spec.path is None:
+        raise HarnessError(f"benchmark '{benchmark}': no shared copy: pass --file PATH to the {spec.about}")
+    path = Path(file) if file is not None else _require(Path(data).joinpath(*spec.path))
+    pairs = load_labelled(path, spec.format)
+    if limit is not None:
+        if limit < 1:
+            raise HarnessError(f"limit: {limit}: give a positive number of pairs (or leave it out: all)")
+        if limit < len(pairs):
+            chosen = set(random.Random(seed).sample(range(len(pairs)), limit))
+            pairs = [p for i, p in enumerate(pairs) if i in chosen]
+    return pairs, path
 
 
 # ---------------------------------------------------------------- results
-
-
-@dataclass
-class EvalRun:
-    """One judge-eval run: stored as a row of judge_eval_runs when a store is given."""
-
-    eval_run_id: str
-    judge_name: str
-    judge_fingerprint: str
-    source: str  # live | released | human | fastchat_file
-    benchmark: str
-    n_items: int
-    n_parsed: int
-    n_calls: int
-    n_cached: int
-    metrics: dict[str, Metric]
-    stored: bool = False
 
 
 @dataclass
@@ -117,7 +118,7 @@ class LiveJudgeResult:
     calls: int = 0  # judge calls made (items x orders not found in the store)
     cached: int = 0  # items x orders read back from the store instead
     merge: str = "inconsistent_tie"
-    reliability: Reliability | None = None  # on these MT-Bench items, both orders
+    metrics: dict[str, Metric] = field(default_factory=dict)  # every metric on these pairs
 
 
 @dataclass
@@ -137,7 +138,18 @@ class JudgeEvalReport:
         return self.live.calls if self.live else 0
 
 
-# ---------------------------------------------------------------- the four sources
+@dataclass
+class BenchmarkReport:
+    """One benchmark: the live judge's run, and the reference runs stored beside it (released
+    verdicts on PandaLM, the human ceiling on MT-Bench)."""
+
+    benchmark: str
+    run: EvalRun
+    outcomes: list[PairOutcome]
+    references: list[EvalRun] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- reference parts (no judge is run)
 
 
 def released_pandalm_reports(data: Path) -> dict[str, Report]:
@@ -166,34 +178,6 @@ def fastchat_file_agreement(path: Path, data: Path) -> dict[str, tuple[Agreement
     return result
 
 
-@dataclass
-class _Part:
-    """One run being computed: its row, the items it scored (new ones to insert), its metrics."""
-
-    run: EvalRun
-    data_files: list[Path]
-    data_hash: str
-    settings: dict
-    started_at: object
-    started: float
-    item_keys: list[str] = field(default_factory=list)
-    new_items: list[dict] = field(default_factory=list)
-
-
-def _run_id(fingerprint: str, benchmark: str, data_hash: str, settings: dict) -> str:
-    return stable_hash(["judge_eval", fingerprint, benchmark, data_hash, settings])
-
-
-def _new_part(judge_name: str, fingerprint: str, source: str, benchmark: str, files: list[Path],
-              settings: dict, data_hash: str | None = None) -> _Part:
-    from harness.store.queries import now
-
-    data_hash = data_hash or file_hash(files)
-    run = EvalRun(_run_id(fingerprint, benchmark, data_hash, settings), judge_name, fingerprint, source, benchmark,
-                  0, 0, 0, 0, {})
-    return _Part(run, files, data_hash, settings, now(), time.perf_counter())
-
-
 def _positional(winner_model: str, model_a: str, model_b: str) -> str:
     """'A', 'B' or 'tie' for a model-level winner (a model name or 'tie'), with model_a shown as A."""
     return {model_a: "A", model_b: "B"}.get(winner_model, "tie")
@@ -203,61 +187,61 @@ def _winner_model(vote: Vote) -> str:
     return {"model_a": vote.model_a, "model_b": vote.model_b}.get(vote.winner, "tie")
 
 
-def _item(part: _Part, item_key: str, item_id: str, order: int, model_a: str, model_b: str, verdict: str | None,
-          parsed: bool, raw: str, human_labels: list[str], human_label: str | None = None, attempts: int = 1,
-          logprobs: tuple[float, float, float] | None = None) -> dict:
-    lp = logprobs or (None, None, None)
-    return {"item_key": item_key, "judge_name": part.run.judge_name, "judge_fingerprint": part.run.judge_fingerprint,
-            "benchmark": part.run.benchmark, "item_id": item_id, "item_order": order, "model_a": model_a,
-            "model_b": model_b, "verdict": verdict, "parsed": parsed, "attempts": attempts, "raw_output": raw,
-            "choice_lp_1": lp[0], "choice_lp_2": lp[1], "choice_lp_tie": lp[2], "human_label": human_label,
-            "human_labels": human_labels}
-
-
-def _released_parts(data: Path, rounds: int, level: float, seed: int) -> tuple[dict[str, Report], list[_Part]]:
+def _released_parts(data: Path, rounds: int, level: float, seed: int) -> tuple[dict[str, Report], list[Part]]:
+    """Each released judge as a run on the PandaLM test set: its verdict in the file's one order,
+    scored by the same pair metrics as a live judge ('garbage' unparsed, and a tie when scored, as
+    PandaLM scored it: the published accuracy / macro F1 come out of `accuracy_3way` / `macro_f1`)."""
     testset_path = _require(data.joinpath(*_TESTSET))
     items = load_pandalm_testset(testset_path)
+    pairs = pandalm_pairs(items)
     gold = {item.idx: item.majority for item in items}
     reports, parts = {}, []
     settings = {"gold": "annotator majority", "bootstrap_rounds": rounds, "level": level, "seed": seed}
     for name, (file, loader) in RELEASED.items():
         path = _require(data / "pandalm" / file)
         predicted = loader(path)
-        report = reports[name] = classification_report(predicted, gold)
+        reports[name] = classification_report(predicted, gold)
         verdict_field, reason_field = _RELEASED_FIELDS[name]
         raw = {row["idx"]: row for row in json.loads(path.read_text(encoding="utf-8"))}
         fingerprint = stable_hash(["released", name, file_hash([path])])
-        part = _new_part(f"{name} (released)", fingerprint, "released", PANDALM, [testset_path, path], settings)
-        for item in items:
+        part = new_part(f"{name} (released)", fingerprint, "released", PANDALM, [testset_path, path], settings)
+        outcomes = []
+        for item, pair in zip(items, pairs):
             row = raw[item.idx]
-            text = str(row[verdict_field])
+            text, verdict = str(row[verdict_field]), _PANDA_POSITION[predicted[item.idx]]
+            parsed = text != "garbage"
             key = stable_hash([fingerprint, PANDALM, str(item.idx), 1,
                                [item.instruction, item.input, item.response1, item.response2]])
             part.item_keys.append(key)
-            part.new_items.append(_item(
-                part, key, str(item.idx), 1, "response1", "response2", _PANDA_POSITION[predicted[item.idx]],
-                parsed=text != "garbage", raw=f"{text}\n{row.get(reason_field) or ''}".rstrip(),
+            part.new_items.append(item_row(
+                part, key, str(item.idx), 1, "response1", "response2", verdict, parsed=parsed,
+                raw=f"{text}\n{row.get(reason_field) or ''}".rstrip(),
                 human_labels=[f"annotator{k}={_PANDA_POSITION[label]}" for k, label in enumerate(item.annotators, 1)],
-                human_label=_PANDA_POSITION[item.majority]))
-        part.run.metrics = classification_metrics(predicted, gold, rounds, level, seed)
-        part.run.n_items, part.run.n_parsed = report.n, sum(i["parsed"] for i in part.new_items)
+                human_label=_PANDA_POSITION[item.majority], subset=pair.subset))
+            outcomes.append(PairOutcome(pair.id, pair.subset, pair.gold, 1, {1: verdict if parsed else None}, verdict,
+                                        len(pair.response_a), len(pair.response_b)))
+        set_metrics(part.run, metrics_by_subset(pairs, outcomes, {o.pair_id: [o.merged] for o in outcomes},
+                                                part.run.judge_name, True, rounds, level, seed))
+        part.run.n_items, part.run.n_parsed = len(items), sum(i["parsed"] for i in part.new_items)
+        part.run.three_way = True
         parts.append(part)
     return reports, parts
 
 
-def _human_part(data: Path, rounds: int, level: float, seed: int) -> tuple[Agreement, Agreement, _Part]:
+def _human_part(data: Path, rounds: int, level: float, seed: int) -> tuple[Agreement, Agreement, Part]:
     path = _require(data.joinpath(*_VOTES))
     votes = load_mt_bench_votes(path)
     settings = {"expert_only": True, "bootstrap_rounds": rounds, "level": level, "seed": seed}
     digest = file_hash([path])
-    part = _new_part(HUMAN_JUDGE, stable_hash(["human", digest]), "human", MT_BENCH, [path], settings, digest)
+    part = new_part(HUMAN_JUDGE, stable_hash(["human", digest]), "human", MT_BENCH, [path], settings, digest)
     with_ties, without, part.run.metrics = agreement_metrics(votes, None, rounds, level, seed)
     part.run.n_items = part.run.n_parsed = part.run.metrics["agreement_with_ties"].n
+    part.run.three_way = True
     return with_ties, without, part
 
 
 def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
-                    seed: int) -> tuple[dict[str, tuple[Agreement, Agreement]], list[_Part]]:
+                    seed: int) -> tuple[dict[str, tuple[Agreement, Agreement]], list[Part]]:
     votes_path = _require(data.joinpath(*_VOTES))
     humans = load_mt_bench_votes(votes_path)
     votes = load_fastchat_pair_judgments(_require(path))
@@ -271,8 +255,8 @@ def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
     for judge in sorted({v.judge for v in votes}):
         mine = [v for v in votes if v.judge == judge]
         fingerprint = stable_hash(["fastchat_file", judge, file_hash([path])])
-        part = _new_part(f"{judge} (FastChat file)", fingerprint, "fastchat_file", MT_BENCH, [path, votes_path],
-                         settings, digest)
+        part = new_part(f"{judge} (FastChat file)", fingerprint, "fastchat_file", MT_BENCH, [path, votes_path],
+                        settings, digest)
         with_ties, without, part.run.metrics = agreement_metrics(mine, humans, rounds, level, seed)
         result[judge] = (with_ties, without)
         for v in mine:
@@ -282,139 +266,84 @@ def _fastchat_parts(path: Path, data: Path, rounds: int, level: float,
                 continue
             part.item_keys.append(key)
             labels = [f"{h.judge}={_positional(_winner_model(h), v.model_a, v.model_b)}" for h in by_pair[pair_key(v)]]
-            part.new_items.append(_item(part, key, item_id, 0, v.model_a, v.model_b,
-                                        _positional(_winner_model(v), v.model_a, v.model_b), True, v.winner, labels))
+            part.new_items.append(item_row(part, key, item_id, 0, v.model_a, v.model_b,
+                                           _positional(_winner_model(v), v.model_a, v.model_b), True, v.winner, labels))
         part.run.n_items = part.run.n_parsed = len(part.item_keys)
+        part.run.three_way = True
         parts.append(part)
     return result, parts
 
 
-@dataclass(frozen=True)
-class _Call:
-    key: str
-    pair: LabelledPair
-    item_id: str
-    order: int
-    model_a: str  # shown as A
-    model_b: str
-    item: PairItem
+def reference_runs(benchmark: str, data: Path, store: Store | None, rounds: int = 1000, level: float = 0.95,
+                   seed: int = 0) -> list[EvalRun]:
+    """The runs stored beside a live judge's on `benchmark`: released verdicts on the PandaLM test
+    set, the human ceiling on MT-Bench; none elsewhere, or when the shared files are not there."""
+    parts: list[Part] = []
+    try:
+        if benchmark == PANDALM:
+            parts = _released_parts(Path(data), rounds, level, seed)[1]
+        elif benchmark == MT_BENCH:
+            parts = [_human_part(Path(data), rounds, level, seed)[2]]
+    except DataError:  # a benchmark read from --file without the shared folder: nothing to add
+        return []
+    for part in parts:
+        if store is not None:
+            save(store, part)
+    return [p.run for p in parts]
 
 
-def _live_calls(chosen: list[LabelledPair], fingerprint: str, salt: str) -> list[_Call]:
-    calls = []
-    for p in chosen:
-        item_id = f"{p.question_id}:{p.model_a}:{p.model_b}:{p.turn}"
-        shown = ((1, p.model_a, p.model_b, p.answer_a, p.answer_b), (2, p.model_b, p.model_a, p.answer_b, p.answer_a))
-        for order, model_a, model_b, a, b in shown:
-            key = stable_hash([fingerprint, MT_BENCH, item_id, order, [p.category, p.question, a, b]])
-            item = PairItem(str(p.question_id), p.category, (p.question,), (a,), (b,), p.turn,
-                            nonce=verdict_tag(salt, key))
-            calls.append(_Call(key, p, item_id, order, model_a, model_b, item))
-    return calls
+# ---------------------------------------------------------------- a live judge on any benchmark
 
 
-def _tag_salt(store: Store | None) -> str:
-    """The store's verdict-tag secret, or a fresh one for a run without a store."""
+def _check_store(store: Store | None) -> None:
     if store is None:
-        return secrets.token_hex(16)
-    from harness.store.queries import verdict_tag_salt
+        return
+    from harness.store import judge_eval as sql
 
     with store.read() as con:
-        return verdict_tag_salt(con)
+        if not sql.has_tables(con):
+            raise HarnessError(f"{store.path}: has no judge-eval tables (migrations 006, 010): open it with "
+                               "Store(path), which migrates, before storing judge-eval runs")
+
+
+def evaluate_benchmark(judge: Judge, benchmark: str, store: Store | None = None, *,
+                       data: Path = Path("../shared/data"), file: Path | None = None, limit: int | None = None,
+                       seed: int = 0, merge: str = "inconsistent_tie", bootstrap_rounds: int = 1000,
+                       level: float = 0.95, prices=None, progress=None) -> BenchmarkReport:
+    """`judge` on `benchmark` (a seeded sample of `limit` pairs, or all), both orders, every metric
+    per subset with bootstrap intervals; stored with the benchmark's reference runs when a store is
+    given. The caller owns `judge` (and closes it)."""
+    _check_store(store)
+    pairs, path = load_benchmark(benchmark, data, file, limit, seed)
+    name = benchmark_name(benchmark, file)
+    references = reference_runs(name, data, store, bootstrap_rounds, level, seed)
+    settings = {"limit": limit, "file": path.name}
+    part, outcomes = evaluate_pairs(judge, pairs, name, store, data_files=[path], seed=seed, merge=merge,
+                                    rounds=bootstrap_rounds, level=level, prices=prices, progress=progress,
+                                    settings=settings)
+    return BenchmarkReport(name, part.run, outcomes, references)
 
 
 def sample_mt_bench_pairs(data: Path, sample: int, seed: int = 0) -> list[LabelledPair]:
-    """`sample` MT-Bench pairs with at least one expert vote, drawn with `seed`."""
-    pairs = load_mt_bench_pairs_with_text(_require(data.joinpath(*_WITH_TEXT)))
-    pairs = [p for p in pairs if any(not v.judge.startswith("author") for v in p.votes)]
+    """`sample` MT-Bench pairs with at least one expert vote (labelled by the experts), drawn with `seed`."""
+    pairs = mt_bench_pairs(_require(Path(data).joinpath(*_WITH_TEXT)))
     return random.Random(seed).sample(pairs, min(sample, len(pairs)))
 
 
-def _live_part(judge: Judge, data: Path, store: Store | None, sample: int, seed: int, merge: str, rounds: int,
-               level: float) -> tuple[LiveJudgeResult, _Part]:
-    from harness.store import judge_eval as sql
+def _live_result(judge_name: str, part: Part, merge: str) -> LiveJudgeResult:
+    m = part.run.metrics
 
-    if merge not in POLICIES:
-        raise HarnessError(f"merge: '{merge}': use one of {', '.join(POLICIES)}")
-    if judge.kind != "pairwise":
-        raise HarnessError(f"judge '{judge.name}': judge-eval needs a pairwise judge, not {judge.kind!r}")
-    path = _require(data.joinpath(*_WITH_TEXT))
-    chosen = sample_mt_bench_pairs(data, sample, seed)
-    fingerprint, dimension = judge.fingerprint(), judge.dimensions[0]
-    settings = {"sample": sample, "seed": seed, "merge": merge, "dimension": dimension, "expert_only": True,
-                "bootstrap_rounds": rounds, "level": level}
-    part = _new_part(judge.name, fingerprint, "live", MT_BENCH, [path], settings)
-    salt = _tag_salt(store)
-    calls = _live_calls(chosen, fingerprint, salt)
-    done = sql.cached_items(store, [c.key for c in calls]) if store is not None else {}
-    todo = list({c.key: c for c in calls if c.key not in done}.values())
-    chunk = max(1, int(getattr(judge, "chunk_size", None) or 16))
-    for start in range(0, len(todo), chunk):
-        batch = todo[start: start + chunk]
-        outputs = judge.judge([c.item for c in batch])
-        rows, failed = [], []
-        for c, out in zip(batch, outputs):
-            output = out[dimension]
-            if output.error:  # no output at all: not an item to cache (a rerun asks again)
-                failed.append(output.error)
-                continue
-            verdict = output.verdicts.get(dimension)
-            lp = getattr(output, "choice_logprobs", None) or choice_logprobs(output.raw)
-            labels = [f"{v.judge}={_positional(_winner_model(v), c.model_a, c.model_b)}" for v in c.pair.votes]
-            rows.append(_item(part, c.key, c.item_id, c.order, c.model_a, c.model_b, verdict, verdict is not None,
-                              output.raw, labels, attempts=output.attempts, logprobs=lp))
-        if store is not None:
-            with store.write() as con:  # each chunk commits: a killed run keeps what it judged
-                sql.insert_items(con, rows)
-        done.update((r["item_key"], r) for r in rows)
-        if failed:  # agreement over a partial sample would mislead: stop, keep what was judged
-            raise BackendError(f"judge '{judge.name}': {len(failed)} of {len(batch)} calls failed: {failed[0]}:"
-                               " run judge-eval again to retry them")
-    part.item_keys = [c.key for c in calls]
-    part.run.n_calls, part.run.n_cached = len(todo), len(calls) - len(todo)
+    def agreement(name: str) -> Agreement:
+        metric = m.get(name)
+        if metric is None or not metric.denominator:
+            return Agreement(0, 0, float("nan"))
+        return Agreement(metric.numerator, metric.denominator, metric.value)
 
-    rows = []
-    for c in calls:
-        stored = done[c.key]
-        lp = (stored["choice_lp_1"], stored["choice_lp_2"], stored["choice_lp_tie"])
-        rows.append(JudgmentRow(
-            set_name=MT_BENCH, question_id=c.item_id, turn=c.pair.turn, category=c.pair.category,
-            judge_name=judge.name, dimension=dimension, model_a=c.model_a, model_b=c.model_b,
-            verdict=stored["verdict"], len_a=len(c.item.answers_a[0]), len_b=len(c.item.answers_b[0]),
-            choice_logprobs=lp if None not in lp else None))
-    parsed = parsed_in_both_orders(rows)
-    pairs = {c.item_id: c.pair for c in calls}
-    votes = [Vote(pairs[b.question_id].question_id, b.model_a, b.model_b, b.turn, judge.name, b.winner)
-             for b in merge_orders(rows, merge)]
-    humans = [v for p in chosen for v in p.votes]
-    with_ties, without, part.run.metrics = agreement_metrics(votes, humans, rounds, level, seed)
-    rel = reliability(judge.name, rows, [(c.key, done[c.key]["parsed"]) for c in calls])
-    part.run.metrics.update(bias_metrics(rows, [done[c.key]["parsed"] for c in calls]))
-    part.run.n_items, part.run.n_parsed = len(chosen), parsed
-    return LiveJudgeResult(judge.name, len(chosen), parsed, with_ties, without, len(todo), len(calls) - len(todo),
-                           merge, rel), part
+    return LiveJudgeResult(judge_name, part.run.n_items, part.run.n_parsed, agreement("agreement_with_ties"),
+                           agreement("agreement_without_ties"), part.run.n_calls, part.run.n_cached, merge, m)
 
 
-def _save(store: Store, part: _Part) -> None:
-    from harness.store import judge_eval as sql
-    from harness.store.queries import now
-
-    run = part.run
-    row = {"eval_run_id": run.eval_run_id, "judge_name": run.judge_name, "judge_fingerprint": run.judge_fingerprint,
-           "source": run.source, "benchmark": run.benchmark, "data_hash": part.data_hash,
-           "data_files": [str(p) for p in part.data_files], "n_items": run.n_items, "n_parsed": run.n_parsed,
-           "n_calls": run.n_calls, "n_cached": run.n_cached, "settings_json": json.dumps(part.settings, sort_keys=True),
-           "harness_version": harness.__version__, "started_at": part.started_at, "finished_at": now(),
-           "wall_s": time.perf_counter() - part.started}
-    metrics = [{"metric": m.name, "value": m.value, "numerator": m.numerator, "denominator": m.denominator,
-                "n": m.n, "ci_low": m.ci_low, "ci_high": m.ci_high, "level": m.level} for m in run.metrics.values()]
-    with store.write() as con:
-        sql.insert_items(con, part.new_items)
-        sql.save_run(con, row, part.item_keys, metrics)
-    run.stored = True
-
-
-# ---------------------------------------------------------------- the API
+# ---------------------------------------------------------------- the original entry point
 
 
 def judge_eval(data: Path, store: Store | None = None, judge: Judge | None = None, sample: int = 40,
@@ -429,13 +358,7 @@ def judge_eval(data: Path, store: Store | None = None, judge: Judge | None = Non
     not stored yet under its fingerprint. The caller owns `judge` (and closes it).
     """
     data = Path(data)
-    if store is not None:
-        from harness.store import judge_eval as sql
-
-        with store.read() as con:
-            if not sql.has_tables(con):
-                raise HarnessError(f"{store.path}: has no judge-eval tables (migration 006): open it with "
-                                   "Store(path), which migrates, before storing judge-eval runs")
+    _check_store(store)
     released, parts = _released_parts(data, bootstrap_rounds, level, seed)
     human_with, human_without, human = _human_part(data, bootstrap_rounds, level, seed)
     parts.append(human)
@@ -445,14 +368,22 @@ def judge_eval(data: Path, store: Store | None = None, judge: Judge | None = Non
         parts += fastchat
     if store is not None:  # stored before the live judge runs, which may take long or fail
         for part in parts:
-            _save(store, part)
+            save(store, part)
     if judge is not None:
-        report.live, live = _live_part(judge, data, store, sample, seed, merge, bootstrap_rounds, level)
-        if store is not None:
-            _save(store, live)
+        report.live, live = run_live(judge, data, store, sample, seed, merge, bootstrap_rounds, level)
         parts.append(live)
     report.runs = [p.run for p in parts]
     return report
+
+
+def run_live(judge: Judge, data: Path, store: Store | None, sample: int, seed: int = 0,
+             merge: str = "inconsistent_tie", rounds: int = 0, level: float = 0.95) -> tuple[LiveJudgeResult, Part]:
+    """`judge` on `sample` human-voted MT-Bench pairs, stored (with its items) when a store is given."""
+    chosen = sample_mt_bench_pairs(data, sample, seed)
+    path = _require(Path(data).joinpath(*_WITH_TEXT))
+    part, _ = evaluate_pairs(judge, chosen, MT_BENCH, store, data_files=[path], seed=seed, merge=merge, rounds=rounds,
+                             level=level, settings={"sample": sample, "expert_only": True})
+    return _live_result(judge.name, part, merge), part
 
 
 def run_judge_on_mt_bench(judge: Judge, data: Path, sample: int, seed: int = 0, store: Store | None = None,
@@ -460,7 +391,5 @@ def run_judge_on_mt_bench(judge: Judge, data: Path, sample: int, seed: int = 0, 
     """Judge `sample` human-voted MT-Bench pairs in both orders; a pair whose orders disagree is a
     tie (FastChat's rule, merge 'inconsistent_tie'); agreement with the expert votes as FastChat
     computes it. With a store, cached items are not judged again and the run is stored."""
-    result, part = _live_part(judge, Path(data), store, sample, seed, merge, 0, 0.95)
-    if store is not None:
-        _save(store, part)
-    return result
+    return run_live(judge, Path(data), store, sample, seed, merge, 0, 0.95)[0]
+

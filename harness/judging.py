@@ -87,7 +87,8 @@ class JudgingSummary:
 
 
 def build_judge(spec: JudgeSpec) -> Judge:
-    return spec.judge_on(create_backend(spec.model))
+    # A panel has no model of its own: judge_on builds its members' backends.
+    return spec.judge_on(create_backend(spec.model) if spec.model is not None else None)
 
 
 def judge_suite(suite: Suite, store: Store, run_id: str, base_dir: Path = Path("."),

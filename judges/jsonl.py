@@ -9,6 +9,7 @@ sides may use. `harness.sets` re-exports `read_jsonl`, so existing callers keep 
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Iterator
@@ -17,11 +18,13 @@ from harness.errors import DataError
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; a bad line is a one-line DataError."""
+    """(line number, object) for each non-empty line (of a .jsonl or .jsonl.gz file); a bad line is a
+    one-line DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found: check the path")
-    with path.open(encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open  # HH-RLHF ships gzipped
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

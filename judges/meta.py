@@ -9,22 +9,26 @@ the authors' own code, not a textbook variant, so the published figures come out
   precision/recall/F1 with zero division scored as 0.
 - `cohen_kappa`: the usual two-rater kappa (PandaLM's inter-annotator figure).
 
+`mt_bench_pairs` and `pandalm_pairs` turn the two human-labelled sets into judges.labelled
+LabelledPairs (the one pair type every benchmark uses); `votes_of` gives a pair's human votes back
+as FastChat votes.
+
 A file that cannot be read raises `DataError` with one line: `file:line: field '...': problem: fix`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from harness.errors import DataError
 from judges.jsonl import read_jsonl
+from judges.labelled import LabelledPair, field_of, json_array_rows
 
 WINNERS = ("model_a", "model_b", "tie")
 # FastChat's judge files say "model_1"/"model_2"; the human-study files say "model_a"/"model_b".
@@ -35,32 +39,8 @@ PANDA_LABELS = (0, 1, 2)  # 0 = tie, 1 = response1 better, 2 = response2 better
 # ---------------------------------------------------------------- reading files
 
 
-def _json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    """Rows of a JSON array, each with a location `file: item N` for error messages."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found: check the path")
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg}): expected a JSON array of objects") from None
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON array of objects, got {type(rows).__name__}")
-    for number, row in enumerate(rows):
-        where = f"{path}: item {number}"
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield where, row
-
-
-def _field(where: str, row: dict, key: str, kind: type | tuple[type, ...], fix: str):
-    """row[key], checked to be of `kind` (bool never passes for int)."""
-    if key not in row:
-        raise DataError(f"{where}: field '{key}': missing: {fix}")
-    value = row[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise DataError(f"{where}: field '{key}': {value!r} has the wrong type: {fix}")
-    return value
+_json_array_rows = json_array_rows
+_field = field_of
 
 
 def _name(where: str, row: dict, key: str) -> str:
@@ -90,25 +70,6 @@ class Vote:
     turn: int
     judge: str
     winner: str
-
-    @property
-    def key(self) -> tuple:
-        return (self.question_id, self.model_a, self.model_b, self.turn)
-
-
-@dataclass(frozen=True)
-class LabelledPair:
-    """One pair of answers with every human vote on it, ready for a judge to be run on it."""
-
-    question_id: int | str
-    model_a: str
-    model_b: str
-    turn: int
-    category: str
-    question: str
-    answer_a: str
-    answer_b: str
-    votes: tuple[Vote, ...]
 
     @property
     def key(self) -> tuple:
@@ -188,10 +149,46 @@ def load_mt_bench_pairs_with_text(path: Path) -> list[LabelledPair]:
         seen["votes"].append(vote)
     if not pairs:
         raise DataError(f"{path}: no votes: the file is empty")
-    return [
-        LabelledPair(*key, *entry["texts"], votes=tuple(entry["votes"]))
-        for key, entry in pairs.items()
-    ]
+    return [_mt_bench_pair(entry["texts"], entry["votes"]) for entry in pairs.values()]
+
+
+_POSITIONAL = {"model_a": "A", "model_b": "B", "tie": "tie"}
+_WINNER = {label: winner for winner, label in _POSITIONAL.items()}
+
+
+def _mt_bench_pair(texts: tuple[str, str, str, str], votes: list[Vote]) -> LabelledPair:
+    """A LabelledPair whose labels are the votes (judge names as annotators, the models as tags)."""
+    category, question, answer_a, answer_b = texts
+    v = votes[0]
+    tags = {"question_id": str(v.question_id), "model_a": v.model_a, "model_b": v.model_b, "turn": str(v.turn)}
+    return LabelledPair(f"{v.question_id}:{v.model_a}:{v.model_b}:{v.turn}", category, (question,), answer_a,
+                        answer_b, tuple(_POSITIONAL[x.winner] for x in votes), annotators=tuple(x.judge for x in votes),
+                        tags=tags)
+
+
+def mt_bench_pairs(path: Path) -> list[LabelledPair]:
+    """The MT-Bench pairs with at least one expert vote, labelled by the experts' votes only (FastChat's
+    "human" judge leaves the paper authors' votes out), in file order."""
+    pairs = []
+    for pair in load_mt_bench_pairs_with_text(path):
+        experts = [i for i, name in enumerate(pair.annotators) if not name.startswith("author")]
+        if experts:
+            pairs.append(replace(pair, labels=tuple(pair.labels[i] for i in experts),
+                                 annotators=tuple(pair.annotators[i] for i in experts)))
+    return pairs
+
+
+def votes_of(pair: LabelledPair, labels: Sequence[str] | None = None,
+             annotators: Sequence[str] | None = None) -> list[Vote]:
+    """A pair's labels as FastChat votes (the pair's own by default), so `fastchat_agreement` groups
+    them by question and unordered model pair; pairs without model tags are their own group."""
+    labels = pair.labels if labels is None else labels
+    names = annotators if annotators is not None else (pair.annotators or [f"annotator_{i}" for i in
+                                                                          range(len(labels))])
+    question = pair.tags.get("question_id", pair.id)
+    model_a, model_b = pair.tags.get("model_a", "response_a"), pair.tags.get("model_b", "response_b")
+    turn = int(pair.tags.get("turn", 1))
+    return [Vote(question, model_a, model_b, turn, name, _WINNER[label]) for name, label in zip(names, labels)]
 
 
 # ---------------------------------------------------------------- FastChat judgment files
@@ -396,6 +393,18 @@ def load_pandalm_testset(path: Path) -> list[PandaItem]:
     if not items:
         raise DataError(f"{path}: no items: the file is empty")
     return items
+
+
+_PANDA_POSITION = {0: "tie", 1: "A", 2: "B"}  # PandaLM label -> LabelledPair label (response1 is A)
+
+
+def pandalm_pairs(items: Sequence[PandaItem]) -> list[LabelledPair]:
+    """PandaLM test items as LabelledPairs: the instruction (and its input) as the prompt, response1
+    as A, the three annotators' labels; the pair's gold is then the same majority as `majority_label`."""
+    return [LabelledPair(str(item.idx), "all", (f"{item.instruction}\n\n{item.input}" if item.input else item.instruction,),
+                         item.response1, item.response2, tuple(_PANDA_POSITION[a] for a in item.annotators),
+                         annotators=("annotator1", "annotator2", "annotator3"))
+            for item in items]
 
 
 def load_pandalm_released(path: Path) -> dict[int, int]:

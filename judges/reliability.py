@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from judges.merge import JudgmentRow
 
 
+# Where a rate stops being noise and starts to say the judge cannot be trusted as it is.
+PARSE_FAILURES_LIMIT = 0.1  # share of calls with a dimension unparsed
+SWAP_FLIPS_LIMIT = 0.3  # share of battles whose two orders disagree
+SWAP_FLIPS_NO_SIGNAL = 0.9  # ... so many that the verdict follows the position, not the answers
+POSITION_SKEW_LIMIT = 0.2  # distance of the position-A win rate from 50%
+
+
 @dataclass(frozen=True)
 class Reliability:
     judge_name: str
@@ -20,16 +27,25 @@ class Reliability:
     longer_answer_win_rate: float | None  # of parsed non-tie verdicts between unequal lengths
 
     def explain(self) -> list[str]:
-        """Plain-language warnings where a rate shows the judge cannot be trusted as it is."""
+        """Plain-language warnings where a rate crosses its limit (the constants above): the rate,
+        then what it means for the verdicts."""
         notes = []
-        if self.parse_failure_rate > 0.1:
-            notes.append(f"{self.parse_failure_rate:.0%} of its calls broke the output format")
-        if self.swap_flip_rate is not None and self.swap_flip_rate > 0.3:
-            notes.append(f"it changes its verdict when the answers swap places in {self.swap_flip_rate:.0%} of "
-                         "battles")
-        if self.first_position_win_rate is not None and abs(self.first_position_win_rate - 0.5) > 0.2:
-            notes.append(f"it picks the answer shown {'first' if self.first_position_win_rate > 0.5 else 'second'} "
-                         f"{max(self.first_position_win_rate, 1 - self.first_position_win_rate):.0%} of the time")
+        if self.parse_failure_rate > PARSE_FAILURES_LIMIT:
+            notes.append(f"parse failures {self.parse_failure_rate:.0%}: that share of its calls broke the output "
+                         "format, and their battles are missing from the board")
+        flips = self.swap_flip_rate
+        if flips is not None and flips >= SWAP_FLIPS_NO_SIGNAL:
+            notes.append(f"swap flips {flips:.0%}: the verdict follows the position, not the answers: these "
+                         "verdicts carry no signal (only `merge: calibrated` over a choice judge's likelihoods can recover "
+                         "one)")
+        elif flips is not None and flips > SWAP_FLIPS_LIMIT:
+            notes.append(f"swap flips {flips:.0%}: its verdict changes when the answers swap places in {flips:.0%} "
+                         "of battles, so those battles say little about which answer is better")
+        first = self.first_position_win_rate
+        if first is not None and abs(first - 0.5) > POSITION_SKEW_LIMIT:
+            notes.append(f"position-A wins {first:.0%}: it picks the answer shown "
+                         f"{'first' if first > 0.5 else 'second'} {max(first, 1 - first):.0%} of the time "
+                         "(an unbiased judge: about 50%)")
         return notes
 
 

@@ -9,9 +9,11 @@ import pytest
 
 from typer.testing import CliRunner
 
+from harness import api
 from harness.cli import app
 from harness.errors import HarnessError
-from harness.judge_eval import HUMAN_JUDGE, agreement_per_item, judge_eval, run_judge_on_mt_bench
+from harness.judge_eval import (HUMAN_JUDGE, agreement_per_item, judge_eval, run_judge_on_mt_bench,
+                                sample_mt_bench_pairs)
 from harness.judging import judge_suite
 from harness.models.base import Completion
 from harness.store import Store, migrations
@@ -192,12 +194,12 @@ def test_judge_eval_stores_every_part_and_the_stored_metrics_are_the_reported_on
                 assert row[column] == getattr(metric, column), (run.judge_name, name, column)
     # The published figures come back out of the store (fractions there, percent in the report).
     pandalm = stored.run_metrics(store, runs["pandalm-7b (released)"]["eval_run_id"])
-    assert [round(100 * pandalm[m]["value"], 2) for m in ("accuracy", "macro_precision", "macro_recall",
+    assert [round(100 * pandalm[m]["value"], 2) for m in ("accuracy_3way", "macro_precision", "macro_recall",
                                                          "macro_f1")] == [66.77, 57.38, 57.50, 57.43]
-    assert (pandalm["accuracy"]["numerator"], pandalm["accuracy"]["denominator"]) == (667, 999)
-    assert pandalm["accuracy"]["ci_low"] < pandalm["accuracy"]["value"] < pandalm["accuracy"]["ci_high"]
+    assert (pandalm["accuracy_3way"]["numerator"], pandalm["accuracy_3way"]["denominator"]) == (667, 999)
+    assert pandalm["accuracy_3way"]["ci_low"] < pandalm["accuracy_3way"]["value"] < pandalm["accuracy_3way"]["ci_high"]
     gpt = stored.run_metrics(store, runs["gpt-3.5-turbo (released)"]["eval_run_id"])
-    assert [round(100 * gpt[m]["value"], 2) for m in ("accuracy", "macro_f1")] == [71.07, 57.55]
+    assert [round(100 * gpt[m]["value"], 2) for m in ("accuracy_3way", "macro_f1")] == [71.07, 57.55]
     assert runs["gpt-3.5-turbo (released)"]["n_parsed"] == 999 - 25  # 'garbage' is scored as a tie, not parsed
     human = stored.run_metrics(store, runs[HUMAN_JUDGE]["eval_run_id"])
     assert (human["agreement_with_ties"]["numerator"], human["agreement_with_ties"]["denominator"]) == (454, 721)
@@ -205,8 +207,9 @@ def test_judge_eval_stores_every_part_and_the_stored_metrics_are_the_reported_on
     live = stored.run_metrics(store, runs["counting"]["eval_run_id"])
     assert (live["agreement_with_ties"]["numerator"], live["agreement_with_ties"]["denominator"]) == \
         (report.live.with_ties.agree, report.live.with_ties.total)
-    assert live["longer_answer_win_rate"]["value"] == report.live.reliability.longer_answer_win_rate == 1.0
-    assert live["swap_flip_rate"]["value"] == report.live.reliability.swap_flip_rate
+    # the length judge: always the longer answer, so the same verdict in both orders of every pair
+    assert live["p_prefer_longer"]["value"] == report.live.metrics["p_prefer_longer"].value == 1.0
+    assert (live["positional_agreement"]["numerator"], live["positional_agreement"]["denominator"]) == (12, 12)
     # Items: released verdicts one per PandaLM item, the live judge both orders of each pair, each
     # with its raw output and the human labels in the positions it was shown.
     items = stored.run_items(store, runs["counting"]["eval_run_id"])
@@ -220,10 +223,12 @@ def test_judge_eval_stores_every_part_and_the_stored_metrics_are_the_reported_on
     assert flipped == second["human_labels"] and first["human_labels"]
     released = stored.run_items(store, runs["pandalm-7b (released)"]["eval_run_id"])
     assert len(released) == 999 and all(len(i["human_labels"]) == 3 and i["human_label"] for i in released)
-    # The app's view: one row per (judge, benchmark, metric), the values of the latest run.
+    # The app's view: one row per (judge, benchmark, subset, metric), the values of the latest run.
     results = stored.judge_eval_results(store)
-    assert len(results) == len({(r["judge"], r["benchmark"], r["metric"]) for r in results}) == \
-        sum(len(r.metrics) for r in report.runs)
+    assert len(results) == len({(r["judge"], r["benchmark"], r["subset"], r["metric"]) for r in results}) == \
+        sum(len(m) for r in report.runs for m in (r.subset_metrics or {"all": r.metrics}).values())
+    live_subsets = {r["subset"] for r in results if r["judge"] == "counting"}
+    assert live_subsets == {"all"} | {p.subset for p in sample_mt_bench_pairs(shared_data, 12, 1)}
     row = next(r for r in results if r["judge"] == "pandalm-7b (released)" and r["metric"] == "macro_f1")
     assert row["benchmark"] == "pandalm_testset" and row["value"] == report.released["pandalm-7b"].macro_f1 / 100
 
@@ -276,7 +281,7 @@ def test_the_two_orders_are_merged_by_the_chosen_policy(shared_data):
     tie = run_judge_on_mt_bench(CountingJudge(prefer="A"), shared_data, sample=30)
     assert tie.merge == "inconsistent_tie" and tie.parsed_pairs == 30
     assert tie.without_ties.total == 0 and tie.with_ties.total > 0  # every pair became a tie
-    assert tie.reliability.swap_flip_rate == 1.0 and tie.reliability.first_position_win_rate == 1.0
+    assert tie.metrics["positional_agreement"].value == 0.0 and tie.metrics["p_prefer_first"].value == 1.0
     dropped = run_judge_on_mt_bench(CountingJudge(prefer="A"), shared_data, sample=30, merge="drop")
     assert dropped.with_ties.total == 0
     half = run_judge_on_mt_bench(CountingJudge(prefer="A"), shared_data, sample=30, merge="half")
@@ -291,7 +296,7 @@ def test_calibrated_merge_uses_the_stored_choice_likelihoods(tmp_path, shared_da
     longer = run_judge_on_mt_bench(CountingJudge(), shared_data, sample=30)
     store = Store(tmp_path / "h.duckdb")
     biased = run_judge_on_mt_bench(CountingJudge(prefer="choice"), shared_data, sample=30, store=store)
-    assert biased.reliability.first_position_win_rate == 1.0 and biased.without_ties.total == 0
+    assert biased.metrics["p_prefer_first"].value == 1.0 and biased.without_ties.total == 0
     calibrated = run_judge_on_mt_bench(CountingJudge(prefer="choice"), shared_data, sample=30, store=store,
                                        merge="calibrated")
     assert calibrated.calls == 0 and calibrated.without_ties.total > 0
@@ -341,49 +346,120 @@ def _judges_page(module: str) -> None:
     importlib.import_module(module).render()
 
 
-def test_the_judges_page_shows_stored_judge_eval_agreement(tmp_path, shared_data, monkeypatch):
-    pytest.importorskip("streamlit")
+def _page_with(monkeypatch, params: dict):
+    """The Judges page rendered through its own render(), its other sections (tests/test_app.py
+    covers them) left out, with `params` as the URL's query parameters."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from app.screens import judges as judges_page
-    from harness import views
 
-    path = tmp_path / "app.duckdb"
-    Store(path)
-    monkeypatch.setenv("HARNESS_APP_DB", str(path))
-    # harness.views gets this passthrough from its owner; until then the test supplies it.
-    monkeypatch.setattr(views, "judge_eval_results", stored.judge_eval_results, raising=False)
-    # The page's other sections (tests/test_app.py covers them) are left out: this test is about the
-    # judge-eval section, rendered through the page's own render().
     for other in ("_human_section", "_reliability_section", "_agreement_section", "_self_preference_section"):
         monkeypatch.setattr(judges_page, other, lambda *args: None)
     monkeypatch.setattr(judges_page, "options", lambda: {"suites": []})
+    st.cache_data.clear()
+    at = AppTest.from_function(_judges_page, args=("app.screens.judges",), default_timeout=30)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
-    def page() -> AppTest:
-        st.cache_data.clear()
-        at = AppTest.from_function(_judges_page, args=("app.screens.judges",), default_timeout=30)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
+
+def test_the_judges_page_shows_the_evaluator_leaderboard_and_a_judges_card(tmp_path, shared_data, monkeypatch):
+    pytest.importorskip("streamlit")
+    path = tmp_path / "app.duckdb"
+    Store(path)
+    monkeypatch.setenv("HARNESS_APP_DB", str(path))
+
+    def page():
+        return _page_with(monkeypatch, {})
+
+    def page_with(params: dict):
+        return _page_with(monkeypatch, params)
 
     at = page()
     assert any("No judge-eval results stored yet" in str(i.value) for i in at.info)
-    assert not at.dataframe
+    assert not at.table and not at.dataframe
     judge_eval(shared_data, Store(path), CountingJudge(), sample=6, bootstrap_rounds=100)
     at = page()
     assert not any("No judge-eval results stored yet" in str(i.value) for i in at.info)
-    table = at.dataframe[0].value
-    shown = {(r["judge"], r["benchmark"], r["metric"]): r for r in table.to_dict("records")}
-    assert shown[("pandalm-7b (released)", "pandalm_testset", "accuracy")]["value"] == "66.8%"
-    assert shown[("pandalm-7b (released)", "pandalm_testset", "accuracy")]["count"] == "667/999"
-    assert shown[("gpt-3.5-turbo (released)", "pandalm_testset", "macro_f1")]["value"] == "57.6%"
-    human = shown[(HUMAN_JUDGE, "mt_bench_human", "agreement_without_ties")]
-    assert (human["value"], human["count"]) == ("81.0%", "388/479")
-    assert human["95% CI"].startswith("[") and human["95% CI"] != "[, ]"
-    assert ("counting", "mt_bench_human", "agreement_with_ties") in shown
-    shown_charts = at.get("vega_lite_chart")  # one per benchmark, a panel per headline metric
-    assert len(shown_charts) == 2
-    data = [c.proto.spec.encode() + b"".join(d.data.data for d in c.proto.datasets) for c in shown_charts]
-    assert "pandalm_testset · accuracy".encode() in data[1] and b"pandalm-7b (released)" in data[1]
-    assert b"mt-bench experts" in data[0] and b"counting" in data[0] and b"pandalm-7b" not in data[0]
+    board = at.table[0].value.reset_index().to_dict("records")
+    api_board = api.judge_leaderboard(path)
+    assert [(r["judge"], r["benchmark"]) for r in board] == [(e["judge"], e["benchmark"]) for e in api_board]
+    shown = {(r["judge"], r["benchmark"]): r for r in board}
+    assert shown[("pandalm-7b (released)", "pandalm_testset")]["3-way accuracy"].startswith("66.8% [")
+    assert shown[("gpt-3.5-turbo (released)", "pandalm_testset")]["3-way accuracy"].startswith("71.1% [")
+    assert shown[(HUMAN_JUDGE, "mt_bench_human")]["human agreement"].startswith("63.0% [")
+    counting = shown[("counting", "mt_bench_human")]
+    entry = next(e for e in api_board if e["judge"] == "counting")
+    assert counting["P(prefer longer)"] == "100.0%" and counting["pairs"] == 6
+    assert counting["accuracy"].startswith(f"{entry['accuracy']['value']:.1%} [")
+    # the card of the first judge by name, then the one a deep link asks for
+    card = at.dataframe[0].value
+    subsets = sorted({p.subset for p in sample_mt_bench_pairs(shared_data, 6, 0)})
+    assert list(card.columns) == ["metric", "all", *subsets] and at.selectbox[0].value == "counting"
+    at = page_with({"judge": "pandalm-7b (released)"})
+    assert at.selectbox[0].value == "pandalm-7b (released)"
+    rows = dict(zip(at.dataframe[0].value["metric"], at.dataframe[0].value["all"]))
+    assert rows["macro F1"].startswith("57.4% [") and rows["3-way accuracy (merged)"].startswith("66.8% [")
+    assert rows["P(prefer first)"].startswith("48.5% [")
+
+
+def test_a_judges_card_shows_its_notes_and_where_it_is_at_chance(tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from tests.test_judge_eval_metrics import ScriptedJudge, two_way
+
+    from harness.judge_eval_live import evaluate_pairs
+
+    path = tmp_path / "app.duckdb"
+    evaluate_pairs(ScriptedJudge(), two_way(), "scripted_2way", Store(path), data_files=[], rounds=200,
+                   data_hash="t")
+    card = api.judge_card("scripted", path)
+    assert card["notes"] == ["scripted for tests: not a real judge"]
+    assert card["warnings"] == [w for w in card["warnings"] if "at chance on scripted_2way" in w] and card["warnings"]
+    monkeypatch.setenv("HARNESS_APP_DB", str(path))
+    at = _page_with(monkeypatch, {"judge": "scripted"})
+    assert [w.value for w in at.warning if "not a real judge" in w.value] == card["notes"]
+    assert [e.value for e in at.error] == card["warnings"]
+
+
+@pytest.mark.slow
+def test_the_judges_page_in_a_browser_shows_the_apis_evaluator_leaderboard(tmp_path, shared_data):
+    """`harness app` in headless Chromium: the leaderboard's rows are the API's, and `?judge=NAME`
+    opens that judge's card."""
+    from pathlib import Path
+
+    from tests.test_app_browser import CHROMIUM, app_and_browser, full_page_shot, settle
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    from playwright.sync_api import expect
+
+    from harness.judge_eval_board import format_ci, format_value
+
+    db = tmp_path / "judges.duckdb"
+    judge_eval(shared_data, Store(db), CountingJudge(), sample=6, bootstrap_rounds=100)
+    board = api.judge_leaderboard(db)
+    with app_and_browser(db, tmp_path) as (url, page):
+        page.goto(f"{url}/judges?judge=counting")
+        table = page.locator("[data-testid='stTable'] table").first
+        expect(table).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("heading", name="counting", exact=True)).to_be_visible(timeout=60_000)
+        settle(page)
+        header = [c.inner_text().strip() for c in table.locator("thead th").all()]
+        shown = [dict(zip(header, (c.inner_text().strip() for c in row.locator("th, td").all())))
+                 for row in table.locator("tbody tr").all()]
+        assert [(r["judge"], r["benchmark"]) for r in shown] == [(e["judge"], e["benchmark"]) for e in board]
+        for row, entry in zip(shown, board):
+            assert row["pairs"] == str(entry["n_items"])
+            for column, metric in (("accuracy", "accuracy"), ("3-way accuracy", "accuracy_3way"),
+                                   ("human agreement", "agreement_with_ties")):
+                found = entry[metric]
+                expected = "" if not found or found["value"] is None else \
+                    f"{format_value(metric, found['value'])} {format_ci(metric, found)}"
+                assert row[column] == expected, (entry["judge"], column)
+            longer = entry["p_prefer_longer"]
+            assert row["P(prefer longer)"] == (format_value("p_prefer_longer", longer["value"]) if longer else "")
+        assert page.get_by_text("Judge card").count() >= 1
+        full_page_shot(page, "judges-evaluator-leaderboard")

@@ -83,12 +83,16 @@ def test_labelled_pairs_hold_every_vote_once_with_turn_1_texts(shared_data, labe
     first_turn = {q["question_id"]: (q["category"], q["turns"][0]) for q in questions}
     assert len(labelled_pairs) == 1204  # distinct (question_id, model_a, model_b, turn)
     assert sum(len(p.votes) for p in labelled_pairs) == 1689
-    assert all({v.key for v in p.votes} == {p.key} for p in labelled_pairs)
-    assert all((p.category, p.question) == first_turn[p.question_id] for p in labelled_pairs)
+    # one pair per key: its id and model tags are the key, its labels the votes in the file's positions
+    assert all(p.id == f"{p.question_id}:{p.model_a}:{p.model_b}:1" for p in labelled_pairs)
+    assert all({(v.question_id, v.model_a, v.model_b, v.turn) for v in p.votes} ==
+               {(p.question_id, p.model_a, p.model_b, 1)} for p in labelled_pairs)
+    assert all((p.subset, p.turns) == (first_turn[int(p.question_id)][0], (first_turn[int(p.question_id)][1],))
+               for p in labelled_pairs)
     # The one empty answer upstream (llama-13b, question 127) is kept as it is.
-    empty = {(p.question_id, p.model_a if not p.answer_a else p.model_b) for p in labelled_pairs
-             if not (p.answer_a and p.answer_b)}
-    assert empty == {(127, "llama-13b")}
+    empty = {(p.question_id, p.model_a if not p.response_a else p.model_b) for p in labelled_pairs
+             if not (p.response_a and p.response_b)}
+    assert empty == {("127", "llama-13b")}
     votes = [v for p in labelled_pairs for v in p.votes]
     assert (fastchat_agreement(votes).agree, fastchat_agreement(votes).total) == (454, 721)
 

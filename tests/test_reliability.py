@@ -147,6 +147,16 @@ def test_a_transport_failure_in_a_migrated_store_is_retried(tmp_path, scripted):
         con.execute("ALTER TABLE answers DROP COLUMN original_json")
         for column in ("n_judge_calls", "n_judge_cached", "n_judge_failed"):
             con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        # 010: judge-eval columns, and the metrics table back to its 006 key (no subset)
+        for column in ("notes", "three_way", "tokens_in", "tokens_out", "judge_seconds", "cost_usd"):
+            con.execute(f"ALTER TABLE judge_eval_runs DROP COLUMN {column}")
+        for column in ("subset", "tokens_in", "tokens_out", "seconds"):
+            con.execute(f"ALTER TABLE judge_eval_items DROP COLUMN {column}")
+        con.execute("CREATE TABLE m006 AS SELECT * EXCLUDE (subset) FROM judge_eval_metrics; DROP TABLE judge_eval_metrics;"
+                    " CREATE TABLE judge_eval_metrics (eval_run_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE,"
+                    " numerator INTEGER, denominator INTEGER, n INTEGER NOT NULL, ci_low DOUBLE, ci_high DOUBLE,"
+                    " level DOUBLE, PRIMARY KEY (eval_run_id, metric)); INSERT INTO judge_eval_metrics SELECT * FROM m006;"
+                    " DROP TABLE m006")
     again = VerdictBackend()
     report = api.run(suite, Store(store.path), backends={m.name: scripted(m.name) for m in suite.models},
                      judges={"lenjudge": LLMJudge("lenjudge", again)}, stages=("generate", "judge"))

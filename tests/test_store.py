@@ -105,6 +105,14 @@ EXPECTED_SCHEMA["probe_results"] = [
     "computed_at TIMESTAMP", "suite_name VARCHAR", "judge_name VARCHAR", "dimension VARCHAR", "kind VARCHAR",
     "probe_model VARCHAR", "against VARCHAR", "rating DOUBLE", "controlled DOUBLE", "against_rating DOUBLE",
     "against_controlled DOUBLE", "flagged BOOLEAN"]
+# 010: judge fidelity: card facts and totals on runs, subset and cost on items, metrics per subset
+EXPECTED_SCHEMA["judge_eval_runs"] = [*EXPECTED_SCHEMA["judge_eval_runs"], "notes VARCHAR[]", "three_way BOOLEAN",
+                                      "tokens_in BIGINT", "tokens_out BIGINT", "judge_seconds DOUBLE",
+                                      "cost_usd DOUBLE"]
+EXPECTED_SCHEMA["judge_eval_items"] = [*EXPECTED_SCHEMA["judge_eval_items"], "subset VARCHAR", "tokens_in INTEGER",
+                                       "tokens_out INTEGER", "seconds DOUBLE"]
+EXPECTED_SCHEMA["judge_eval_metrics"] = [*EXPECTED_SCHEMA["judge_eval_metrics"][:1], "subset VARCHAR",
+                                         *EXPECTED_SCHEMA["judge_eval_metrics"][1:]]
 
 
 def test_schema_is_exactly_what_the_migrations_define(tmp_path):

@@ -13,6 +13,7 @@ from importlib import import_module
 _EXPORTS = {
     "train_sft": "trainers.sft",
     "train_dpo": "trainers.dpo",
+    "train_reward": "trainers.reward",
     "TrainResult": "trainers.common",
     "Recipe": "trainers.recipe",
     "load_recipe": "trainers.recipe",

@@ -1,5 +1,6 @@
-"""Judges: how far each judge can be trusted: agreement with people, swap flips, position and
-length bias, gaming probes (a flag when a content-free null model outrates a real model),
+"""Judges: how far each judge can be trusted: the evaluator leaderboard (every judge on every stored
+labelled benchmark) and a judge's card (`?judge=NAME`), agreement with people, swap flips, position
+and length bias, gaming probes (a flag when a content-free null model outrates a real model),
 self-preference, parse failures, and judge-vs-judge agreement."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import streamlit as st
 from app import charts
 from app.data import load
 from app.filters import options, pick, suite as pick_suite
+from harness.judge_eval_board import (METRIC_LABELS, card, chance_warning, format_ci, format_value, judges_of,
+                                      leaderboard)
 
 METRICS = {"parse_failure_rate": "parse failures", "swap_flip_rate": "swap flip rate",
            "first_position_win_rate": "first-position win rate", "longer_answer_win_rate": "longer answer wins"}
@@ -32,42 +35,85 @@ def render() -> None:
     _self_preference_section(report["self_preference"])
 
 
-JUDGE_EVAL_HEADLINES = {"agreement_with_ties": "agreement with ties",
-                        "agreement_without_ties": "agreement without ties",
-                        "accuracy": "accuracy", "macro_f1": "macro F1"}
+# The evaluator leaderboard's columns: stored metric -> column title (harness.judge_eval_board.BOARD_METRICS).
+BOARD_COLUMNS = {"accuracy": "accuracy", "accuracy_3way": "3-way accuracy", "agreement_with_ties": "human agreement",
+                 "pair_accuracy": "pair accuracy", "positional_agreement": "positional agreement",
+                 "p_prefer_longer": "P(prefer longer)", "p_prefer_first": "P(prefer first)",
+                 "parse_failure_rate": "parse failures", "cost_per_1000": "USD / 1,000",
+                 "seconds_per_1000": "seconds / 1,000"}
+WITH_CI = ("accuracy", "accuracy_3way", "agreement_with_ties")
 
 
 def _judge_eval_section() -> None:
-    st.subheader("Agreement with published human labels")
+    st.subheader("Evaluator leaderboard")
     rows = load("judge_eval_results")
     if not rows:
-        st.info("No judge-eval results stored yet: run `harness judge-eval --data ../shared/data` "
-                "(add `--suite S` to run that suite's judge on MT-Bench pairs the experts voted on).")
+        st.info("No judge-eval results stored yet: run `harness judge-eval --suite S --benchmark pandalm_testset` "
+                "(or mt_bench_human, hh_rlhf_harmless, llmbar --file ...), or `harness judge-eval --data "
+                "../shared/data` for the released verdicts and the human ceiling.")
         return
-    df = pd.DataFrame(rows)
-    st.caption("Stored by `harness judge-eval`, the latest run per judge and benchmark: released verdicts on the "
-               "PandaLM test set against the annotator majority, and MT-Bench expert votes compared as FastChat "
-               "does (a judge's two orders merged; the experts against each other are the ceiling). "
-               "Bars show 95% bootstrap intervals over items.")
-    top = df[df["metric"].isin(list(JUDGE_EVAL_HEADLINES))].dropna(subset=["value"]).copy()
-    top["panel"] = top["benchmark"] + " · " + top["metric"].map(JUDGE_EVAL_HEADLINES)
-    for _, panel in top.groupby("benchmark", sort=True):  # one chart per benchmark: its own judges only
-        panel = panel[["judge", "panel", "value", "ci_low", "ci_high", "n_items"]]
+    board = leaderboard(rows)
+    st.caption("One row per judge and benchmark, the latest `harness judge-eval` run: every pair judged in both "
+               "orders, the first order shown drawn at random (seeded). Accuracy: verdicts that name the labelled "
+               "winner, over both orders, on pairs that have one; pair accuracy: both orders right; positional "
+               "agreement: the same verdict in both orders; human agreement: FastChat's vote-against-vote agreement "
+               "with ties. Brackets: 95% bootstrap intervals over pairs. Released verdicts and people are "
+               "references, not run here.")
+    # a plain table: a few rows, every cell readable as text (also by a browser test)
+    st.table(pd.DataFrame([_board_row(e) for e in board]).set_index("judge"))
+    for entry in board:
+        if entry["at_chance"]:
+            st.warning(chance_warning(entry["judge"], entry["benchmark"], entry["accuracy"]))
+    chart = pd.DataFrame([{"judge": e["judge"], "panel": f"{e['benchmark']} · accuracy",
+                           "value": e["accuracy"]["value"], "ci_low": e["accuracy"]["ci_low"],
+                           "ci_high": e["accuracy"]["ci_high"], "pairs": e["n_items"]}
+                          for e in board if e["accuracy"] and e["accuracy"]["value"] is not None])
+    for _, panel in (chart.groupby("panel", sort=True) if not chart.empty else ()):
         st.altair_chart(charts.bars(panel, "value", "judge", column="panel", fmt=".1%", domain=(0, 1),
-                                    err=("ci_low", "ci_high"), title="agreement"))
+                                    err=("ci_low", "ci_high"), title="accuracy"))
+    _judge_card_section(rows)
 
-    def pct(v) -> str:
-        return "" if v is None or pd.isna(v) else f"{v:.1%}"
 
-    table = pd.DataFrame({
-        "benchmark": df["benchmark"], "judge": df["judge"], "metric": df["metric"],
-        "value": df["value"].map(pct),
-        "95% CI": [f"[{pct(lo)}, {pct(hi)}]" if not pd.isna(lo) else "" for lo, hi in zip(df["ci_low"], df["ci_high"])],
-        "count": [f"{int(a)}/{int(b)}" if not (pd.isna(a) or pd.isna(b)) else "" for a, b in
-                  zip(df["numerator"], df["denominator"])],
-        "items": df["n_items"], "judge calls": df["n_calls"], "finished": df["finished_at"],
-    })
-    st.dataframe(table, hide_index=True)
+def _cell(name: str, row: dict | None) -> str:
+    if not row or row.get("value") is None:
+        return ""
+    ci = format_ci(name, row) if name in WITH_CI else ""
+    return f"{format_value(name, row['value'])} {ci}".strip()
+
+
+def _board_row(entry: dict) -> dict:
+    row = {"judge": entry["judge"], "benchmark": entry["benchmark"], "pairs": entry["n_items"]}
+    row |= {title: _cell(name, entry[name]) for name, title in BOARD_COLUMNS.items()}
+    row["at chance"] = "yes" if entry["at_chance"] else ""
+    return row
+
+
+def _judge_card_section(rows: list[dict]) -> None:
+    """One judge's card; `?judge=NAME` opens it (the leaderboard's reliability banner links here)."""
+    names = judges_of(rows)
+    asked = st.query_params.get("judge")
+    index = names.index(asked) if asked in names else 0
+    if asked and asked not in names:
+        st.warning(f"No judge-eval results for judge '{asked}': showing {names[0]}.")
+    name = st.selectbox("Judge card", names, index=index, key="judge_card")
+    if name != asked:
+        st.query_params["judge"] = name
+    info = card(rows, name)
+    st.markdown(f"#### {name}")
+    for note in info["notes"]:
+        st.warning(note)
+    for warning in info["warnings"]:
+        st.error(warning)
+    for bench in info["benchmarks"]:
+        st.markdown(f"**{bench['benchmark']}**: {bench['n_items']} pairs, {bench['n_calls']} judge calls "
+                    f"({bench['n_cached']} read from the store), {bench['source']}")
+        metrics = sorted({m for subset in bench["subsets"].values() for m in subset},
+                         key=lambda m: list(METRIC_LABELS).index(m) if m in METRIC_LABELS else 99)
+        table = {"metric": [METRIC_LABELS.get(m, m) for m in metrics]}
+        for subset, found in bench["subsets"].items():
+            table[subset] = [f"{format_value(m, found[m]['value'])} {format_ci(m, found[m])}".strip()
+                             if m in found else "" for m in metrics]
+        st.dataframe(pd.DataFrame(table), hide_index=True)
 
 
 def _human_section(suite: str) -> None:

@@ -61,6 +61,7 @@ class HFBackend:
         self.chunk_size = spec.batch_size  # conversations the runner hands over (and stores) at once
         self._model = None
         self._tokenizer = None
+        self._reward_model = None  # a sequence-classification model, loaded by score_sequences only
 
     def fingerprint(self) -> str:
         # The resolved device type is part of the fingerprint: GPU kernels reduce in another order
@@ -76,9 +77,19 @@ class HFBackend:
     def _load(self) -> None:
         if self._model is not None:
             return
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        tokenizer = self._load_tokenizer()
+        model = _quietly(lambda: AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.spec.dtype)))
+        self._model, self._tokenizer = self._with_adapter(model), tokenizer
+
+    def _load_tokenizer(self):
+        if self._tokenizer is not None:
+            return self._tokenizer
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
         except ImportError:
             raise MissingExtraError("hf", "transformers/torch") from None
         if self.spec.threads:
@@ -88,7 +99,10 @@ class HFBackend:
             tokenizer.chat_template = self.template
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = _quietly(lambda: AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.spec.dtype)))
+        self._tokenizer = tokenizer
+        return tokenizer
+
+    def _with_adapter(self, model):
         if self.spec.adapter:
             try:
                 from peft import PeftModel
@@ -97,7 +111,7 @@ class HFBackend:
             model = PeftModel.from_pretrained(model, self.spec.adapter)
         model.to(self.device)  # after the adapter, so its weights move with the base model's
         model.eval()
-        self._model, self._tokenizer = model, tokenizer
+        return model
 
     def _adds_bos(self, texts: list[str]) -> bool:
         """Whether the tokenizer should add BOS: templates that already start with it (Gemma's)
@@ -212,8 +226,133 @@ class HFBackend:
                 columns.append(score)
         return torch.stack(columns, 1).tolist()
 
+    # --- scoring capabilities of reward judges (judges/reward.py) -----------------------------------
+    def score_sequences(self, conversations: list[Conversation]) -> list[float]:
+        """The reward-model score of each whole conversation (its last message is the answer scored):
+        AutoModelForSequenceClassification with one label on the same folder and adapter. Templated
+        as TRL's RewardTrainer templates a conversational row (no generation prompt), so a model
+        trained there scores the same token ids here. Loaded on first use, apart from the causal model."""
+        import torch
+
+        model, tok = self._load_reward_model(), self._load_tokenizer()
+        rows = [tok.apply_chat_template(_dicts(conv), tokenize=True, return_dict=True)["input_ids"]
+                for conv in conversations]
+        scores: list[float] = [0.0] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        for start in range(0, len(order), self.spec.batch_size):
+            batch = order[start: start + self.spec.batch_size]
+            ids, mask = _right_padded([rows[i] for i in batch], tok.pad_token_id, self.device)
+            with torch.inference_mode():
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            for i, value in zip(batch, logits[:, 0].tolist()):
+                scores[i] = value
+        return scores
+
+    def _load_reward_model(self):
+        if self._reward_model is not None:
+            return self._reward_model
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        from transformers.utils import logging as hf_logging
+
+        tok = self._load_tokenizer()
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report ("score.weight MISSING") is checked just below
+        try:
+            model, info = _quietly(lambda: AutoModelForSequenceClassification.from_pretrained(
+                self.path, num_labels=1, dtype=getattr(torch, self.spec.dtype), output_loading_info=True))
+        finally:
+            hf_logging.set_verbosity(level)
+        head = [k for k in info["missing_keys"] if k.split(".")[0] in ("score", "classifier")]
+        if head and not _adapter_saves_head(self.spec.adapter):
+            raise ConfigError(f"model '{self.spec.name}': {self.path} has no reward head ({head[0]} is not in its "
+                              "weights): point at a trained reward model (harness train reward) or its adapter")
+        model.config.pad_token_id = tok.pad_token_id  # what TRL sets: the last non-pad token is scored
+        self._reward_model = self._with_adapter(model)
+        return self._reward_model
+
+    def completion_logprobs(self, conversations: list[Conversation], adapter: bool = True) -> list[float]:
+        """Sum of log P(token) over each conversation's last message (the answer, with whatever the
+        chat template closes it with), given the messages before it. `adapter=False` switches the
+        LoRA adapter off: the reference of a DPO-trained adapter (what TRL's DPOTrainer compares with)."""
+        import contextlib
+
+        import torch
+
+        self._load()
+        if not adapter and not self.spec.adapter:
+            raise ValueError(f"model '{self.spec.name}' has no adapter to switch off")
+        rows = [self._answer_split(conv) for conv in conversations]
+        sums: list[float] = [0.0] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        off = self._model.disable_adapter() if not adapter else contextlib.nullcontext()
+        with off, torch.inference_mode():
+            for start in range(0, len(order), self.spec.batch_size):
+                batch = order[start: start + self.spec.batch_size]
+                for i, value in zip(batch, self._answer_logprobs([rows[i] for i in batch])):
+                    sums[i] = value
+        return sums
+
+    def _answer_split(self, conv: Conversation) -> tuple[list[int], list[int]]:
+        """(prompt ids, answer ids): the prompt as generation sees it, the answer as the template
+        renders it after that prompt, tokenized apart (as TRL's DPO tokenizes prompt and completion)."""
+        tok = self._tokenizer
+        if not conv or conv[-1].role != "assistant":
+            raise ValueError("completion_logprobs needs conversations that end with an assistant message")
+        [prompt] = self._encode_texts([conv[:-1]])
+        full = tok.apply_chat_template(_dicts(conv), tokenize=False)
+        if not full.startswith(prompt):
+            raise ConfigError(f"model '{self.spec.name}': its chat template renders an answer differently from its "
+                              "generation prompt, so the answer's log-probability is undefined: use another template")
+        prompt_ids = tok(prompt, add_special_tokens=self._adds_bos([prompt]))["input_ids"]
+        return prompt_ids, tok(full[len(prompt):], add_special_tokens=False)["input_ids"]
+
+    def _answer_logprobs(self, rows: list[tuple[list[int], list[int]]]) -> list[float]:
+        """Left-padded (explicit position ids, so padding changes nothing): only the last positions'
+        logits are kept, the ones that predict the answer tokens."""
+        import torch
+
+        seqs = [p + a for p, a in rows]
+        width, keep = max(map(len, seqs)), max(len(a) for _, a in rows) + 1
+        pad = self._tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logprobs = logits.float().log_softmax(-1)  # [batch, keep, vocab]: position j predicts token width-keep+j+1
+        out = []
+        for b, (_, answer) in enumerate(rows):
+            targets = torch.tensor(answer, device=self.device)
+            steps = torch.arange(keep - 1 - len(answer), keep - 1, device=self.device)
+            out.append(float(logprobs[b, steps, targets].sum()))
+        return out
+
     def close(self) -> None:
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._reward_model = None
+
+
+def _dicts(conv: Conversation) -> list[dict]:
+    return [{"role": m.role, "content": m.content} for m in conv]
+
+
+def _right_padded(rows: list[list[int]], pad: int, device):
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
+def _adapter_saves_head(adapter: str | None) -> bool:
+    """Whether a peft adapter carries its own classification head (LoRA with task_type SEQ_CLS
+    saves `score` / `classifier` as modules_to_save)."""
+    config = Path(adapter) / "adapter_config.json" if adapter else None
+    if config is None or not config.is_file():
+        return False
+    settings = json.loads(config.read_text())
+    return settings.get("task_type") == "SEQ_CLS" or bool({"score", "classifier"} & set(settings.get("modules_to_save") or []))
 
 
 def _quietly(load):

@@ -1,4 +1,5 @@
-"""SQL for judge meta-evaluation (migration 006): runs, judged items (the cache), metrics.
+"""SQL for judge meta-evaluation (migrations 006 and 010): runs, judged items (the cache), metrics
+per subset.
 
 Rows are written column-wise (`INSERT ... SELECT unnest(?)`): DuckDB's executemany costs about
 10 ms a row, which a 999-item PandaLM run would notice.
@@ -16,17 +17,21 @@ ITEM_COLUMNS = {  # column -> SQL type of the unnested list
     "verdict": "VARCHAR", "parsed": "BOOLEAN", "attempts": "INTEGER", "raw_output": "VARCHAR",
     "choice_lp_1": "DOUBLE", "choice_lp_2": "DOUBLE", "choice_lp_tie": "DOUBLE",
     "human_label": "VARCHAR", "human_labels": "VARCHAR[]",
+    "subset": "VARCHAR", "tokens_in": "INTEGER", "tokens_out": "INTEGER", "seconds": "DOUBLE",  # 010
 }
 METRIC_COLUMNS = {
-    "metric": "VARCHAR", "value": "DOUBLE", "numerator": "INTEGER", "denominator": "INTEGER", "n": "INTEGER",
+    "subset": "VARCHAR", "metric": "VARCHAR", "value": "DOUBLE", "numerator": "INTEGER", "denominator": "INTEGER", "n": "INTEGER",
     "ci_low": "DOUBLE", "ci_high": "DOUBLE", "level": "DOUBLE",
 }
 
 
 def has_tables(con) -> bool:
-    """Whether the file has migration 006 (the app opens older files without migrating them)."""
+    """Whether the file has migrations 006 and 010 (the app opens older files without migrating them)."""
     found = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    return set(TABLES) <= found
+    if not set(TABLES) <= found:
+        return False
+    return bool(con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'judge_eval_metrics'"
+                            " AND column_name = 'subset'").fetchone()[0])
 
 
 def _insert_columns(con, table: str, types: dict[str, str], rows: list[dict], conflict: str = "") -> None:
@@ -85,11 +90,11 @@ def runs(store: Store) -> list[dict]:
         return _dicts(con, "SELECT * FROM judge_eval_runs ORDER BY finished_at DESC, eval_run_id")
 
 
-def run_metrics(store: Store, eval_run_id: str) -> dict[str, dict]:
-    """metric -> its row, for one run."""
+def run_metrics(store: Store, eval_run_id: str, subset: str = "all") -> dict[str, dict]:
+    """metric -> its row, for one run and subset."""
     with store.read() as con:
-        rows = _dicts(con, "SELECT * EXCLUDE (eval_run_id) FROM judge_eval_metrics WHERE eval_run_id = ?",
-                      [eval_run_id])
+        rows = _dicts(con, "SELECT * EXCLUDE (eval_run_id) FROM judge_eval_metrics WHERE eval_run_id = ?"
+                           " AND subset = ?", [eval_run_id, subset])
     return {r["metric"]: r for r in rows}
 
 
@@ -101,18 +106,20 @@ def run_items(store: Store, eval_run_id: str) -> list[dict]:
 
 
 def judge_eval_results(store: Store) -> list[dict]:
-    """The latest run's value of every metric per (judge, benchmark, metric), for the app; [] on a
-    file that predates migration 006 (or does not exist)."""
+    """The latest run's value of every metric per (judge, benchmark, subset, metric), with the run's
+    card facts (kind of labels, notes, totals), for the app and harness.judge_eval_board; [] on a
+    file that predates migration 010 (or does not exist)."""
     if not store.path.exists():
         return []
     sql = """
-        SELECT r.judge_name AS judge, r.benchmark, m.metric, m.value, m.numerator, m.denominator, m.n,
+        SELECT r.judge_name AS judge, r.benchmark, m.subset, m.metric, m.value, m.numerator, m.denominator, m.n,
                m.ci_low, m.ci_high, m.level, r.source, r.n_items, r.n_parsed, r.n_calls, r.n_cached,
-               r.judge_fingerprint, r.eval_run_id, r.settings_json, r.finished_at
+               r.judge_fingerprint, r.eval_run_id, r.settings_json, r.finished_at, r.notes, r.three_way,
+               r.tokens_in, r.tokens_out, r.judge_seconds, r.cost_usd
         FROM judge_eval_runs r JOIN judge_eval_metrics m USING (eval_run_id)
-        QUALIFY row_number() OVER (PARTITION BY r.judge_name, r.benchmark, m.metric
+        QUALIFY row_number() OVER (PARTITION BY r.judge_name, r.benchmark, m.subset, m.metric
                                    ORDER BY r.finished_at DESC, r.eval_run_id) = 1
-        ORDER BY r.benchmark, r.judge_name, m.metric
+        ORDER BY r.benchmark, r.judge_name, m.subset, m.metric
     """
     with store.read() as con:
         if not has_tables(con):
