@@ -10,15 +10,20 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` importable however streamlit is started
 
 from app.data import db_path, refresh  # noqa: E402
-from app.screens import annotate, answers, judges, leaderboard, pairwise, runs  # noqa: E402
+from app.screens import annotate, answers, battle, judges, leaderboard, pairwise, runs  # noqa: E402
 from app.screens import submit  # noqa: E402
 from harness import views  # noqa: E402
 from harness.store import StoreBusyError, StoreError  # noqa: E402
 
+# Every page has its own URL (`/pairwise`, `/battle?...`). Streamlit serves the default page at `/`
+# only (its own pathname is reserved but not served), so the board is also registered, hidden from
+# the menu, at `/leaderboard`.
 PAGES = [
-    st.Page(leaderboard.render, title="Leaderboard", url_path="leaderboard", default=True),
+    st.Page(leaderboard.render, title="Leaderboard", url_path="home", default=True),
+    st.Page(leaderboard.render, title="Leaderboard", url_path="leaderboard", visibility="hidden"),
     st.Page(pairwise.render, title="Pairwise", url_path="pairwise"),
     st.Page(answers.render, title="Answers", url_path="answers"),
+    st.Page(battle.render, title="Battle", url_path="battle"),
     st.Page(judges.render, title="Judges", url_path="judges"),
     st.Page(runs.render, title="Runs and lineage", url_path="runs"),
     st.Page(annotate.render, title="Annotate", url_path="annotate"),

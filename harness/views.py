@@ -11,19 +11,21 @@ the suite name as stored by its runs: its judges, sets and merge policy come fro
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.battles import Selection, battles_fast, counted, for_suite, human_rows, people_selection
 from harness.config import Suite
-from harness.leaderboard import rate
+from harness.leaderboard import rate, win_rate_of
 from harness.models.base import stable_hash
 from harness.store import Store
 from harness.store import views as reads
 from harness.store.judge_eval import judge_eval_results  # noqa: F401 (the app's Judges page)
 from harness.store.ratings import latest_ratings  # noqa: F401 (the precomputed board)
-from harness.store.views import filter_options, lineage, question_pairs, runs  # noqa: F401
+from harness.battle_view import battle  # noqa: F401 (the per-sample viewer)
+from harness.store.views import data_version, filter_options, lineage, question_pairs, runs  # noqa: F401
 from judges.merge import Battle
 from judges.reliability import Reliability
 
@@ -98,6 +100,34 @@ def board_marks(store: Store, suite: str, judge: str, dimension: str, set_name: 
     seed = config.ratings.seed if config else 0
     return [{"judge_name": j, "dimension": d, **asdict(a)} for (j, d), adjacent in paired_marks(fought, seed=seed).items()
             for a in adjacent]
+
+
+def board_win_rates(store: Store, suite: str, dimension: str, models: list[str], set_name: str | None = None,
+                    category: str | None = None) -> dict[tuple[str, str], float]:
+    """(judge, model) -> the model's win rate against every opponent (weighted, ties half) in the
+    suite's merged battles on `dimension`: the board table's win-rate column, added up in SQL."""
+    selection, policy = _selection(store, suite, dimension=dimension, set_name=set_name, category=category)
+    return {(r["judge"], r["model"]): r["win_rate"] for r in reads.win_rates(store, selection, policy, models)}
+
+
+def battle_list(store: Store, suite: str, judge: str | None = None, dimension: str | None = None,
+                model: str | None = None, opponent: str | None = None, set_name: str | None = None,
+                category: str | None = None, limit: int = 1000) -> list[dict]:
+    """The suite's merged battles of `model` (against `opponent` when given), one row per battle
+    and dimension with the merged winner by name: what a heatmap cell or a board line links to."""
+    narrower = {"models": tuple(sorted({model, opponent}))} if model and opponent else {}
+    selection, policy = _selection(store, suite, judge, dimension, set_name, category, **narrower)
+    out = []
+    for b in battles_fast(store, selection, policy):
+        if model is not None and model not in (b.model_a, b.model_b):
+            continue
+        winner = "tie" if b.winner == "tie" else getattr(b, b.winner)
+        out.append({"set_name": b.set_name, "question_id": b.question_id, "turn": b.turn, "x": b.model_a,
+                    "y": b.model_b, "category": b.category, "judge": b.judge_name, "dimension": b.dimension,
+                    "winner": winner, "weight": b.weight, "consistent": b.consistent})
+        if len(out) >= limit:
+            break
+    return out
 
 
 def probe_results(store: Store, suite: str) -> list[dict]:
@@ -348,23 +378,63 @@ def human_agreement(store: Store, suite: str) -> list[dict]:
 QUEUE_LOOKAHEAD = 4  # the first read takes flags of 4x the queue's length of battles, each next one 4x more
 
 
+def queue_order(store: Store, selection: Selection, seed: int, config=None) -> list[tuple]:
+    """The order the Annotate queue offers battles in (set, question, turn, x, y): the one place it
+    is decided. Human-in-the-loop calibration (Wang et al. 2023): the battles whose judges are least
+    sure (highest diversity entropy of their verdicts in both orders, over the suite's pairwise
+    judges; then the closest calls) come first, so a person's time goes where it moves the board
+    most; among equals, a fixed hash order per seed."""
+    keys = reads.battle_keys(store, selection, seed)
+    judges = [j.name for j in config.judges if j.kind == "pairwise"] if config is not None else []
+    if not judges:
+        return keys
+    doubt: dict[tuple, tuple[float, float]] = {}  # battle -> (entropy, -margin) of its least sure judge
+    for judge in judges:
+        for p in _priority(store, config, judge):
+            doubt[p.key] = max(doubt.get(p.key, (-1.0, -math.inf)), (p.entropy, -p.margin))
+    return sorted(keys, key=lambda k: tuple(-v for v in doubt.get(k, (-1.0, -math.inf))))
+
+
+_PRIORITIES: dict[tuple, list] = {}  # (file, suite, judge, the judge's rows' stamp) -> annotate_priority
+
+
+def _priority(store: Store, config: Suite, judge: str) -> list:
+    """harness.calibration.annotate_priority, kept while the judge's rows are unchanged: it reads
+    every row of the judge (seconds on a 100k-judgment store), and each verdict a person saves
+    would otherwise recompute it."""
+    from harness.calibration import annotate_priority
+    from harness.store.calibration import judge_stamp
+
+    with store.read() as con:
+        key = (str(store.path), config.model_dump_json(), judge, judge_stamp(con, judge))
+    if key not in _PRIORITIES:
+        if len(_PRIORITIES) > 16:
+            _PRIORITIES.clear()
+        _PRIORITIES[key] = annotate_priority(store, config, judge)
+    return _PRIORITIES[key]
+
+
 def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[str, ...] = ("swap", "disagree", "audit"),
-                     limit: int = 20, audit: int = 5, seed: int = 0) -> list[dict]:
+                     limit: int | None = 20, audit: int = 5, seed: int = 0) -> list[dict]:
     """Battles for a person to settle, not yet settled by `annotator`: a judge contradicting itself
     under swap ('swap'; under `drop` too, where such a battle is off the board until a person
-    settles it), judges naming different winners ('disagree'), and `audit` others, each kind in a
-    fixed hash order per seed, so agreement is also measured where the judges are sure. Flags are
-    read for the battles first in that order until the queue is full, not for every battle."""
+    settles it), judges naming different winners ('disagree'), and `audit` others, each kind in
+    `queue_order`, so agreement is also measured where the judges are sure. Flags are read for the
+    battles first in that order until the queue is full, not for every battle; limit=None: the
+    whole queue (every flagged battle), read at once."""
     selection, policy = _selection(store, suite)
     mine = {(r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
             for r in human_rows(store) if r.judge_name == HUMAN_PREFIX + annotator}
     audits_wanted = audit if "audit" in reasons else 0
-    ordered = [k for k in reads.battle_keys(store, selection, seed) if k not in mine]
-    picked, audits, start, size = [], [], 0, QUEUE_LOOKAHEAD * (limit + audits_wanted)
-    while start < len(ordered) and (len(picked) < limit or len(audits) < audits_wanted):
+    ordered = [k for k in queue_order(store, selection, seed, suite_config(store, suite)) if k not in mine]
+    wanted = len(ordered) if limit is None else limit
+    picked, audits, start = [], [], 0
+    size = len(ordered) if limit is None else QUEUE_LOOKAHEAD * (limit + audits_wanted)
+    while start < len(ordered) and (len(picked) < wanted or len(audits) < audits_wanted):
         keys = ordered[start:start + size]
+        narrowed = selection if limit is None else replace(selection, battles=tuple(keys))
         flags = {(r["set_name"], r["question_id"], r["turn"], r["x"], r["y"]): r
-                 for r in reads.battle_flags(store, replace(selection, battles=tuple(keys)), policy)}
+                 for r in reads.battle_flags(store, narrowed, policy)}
         for key in keys:
             f = flags.get(key)
             if f is None:  # no battle counts here (an older judge's, an unparsed order)
@@ -376,7 +446,15 @@ def annotation_queue(store: Store, suite: str, annotator: str, reasons: tuple[st
                         reason=reason or "audit")
             (picked if reason else audits).append(item)
         start, size = start + size, size * QUEUE_LOOKAHEAD
-    return picked[:limit] + audits[:audits_wanted]
+    return picked[:wanted] + audits[:audits_wanted]
+
+
+def annotation_progress(store: Store, suite: str, annotator: str) -> dict:
+    """How far `annotator` got: battles of the suite they settled (and how many rows that is)."""
+    selection, _ = _selection(store, suite)
+    settled = {(r.set_name, r.question_id, r.turn, min(r.model_a, r.model_b), max(r.model_a, r.model_b))
+               for r in human_rows(store, selection) if r.judge_name == HUMAN_PREFIX + annotator}
+    return {"settled": len(settled)}
 
 
 def annotation_item(store: Store, suite: str, item: dict) -> dict:
@@ -406,6 +484,20 @@ def save_human_verdicts(store: Store, annotator: str, item: dict, shown_first: s
                                      verdicts, note)
 
 
+def human_verdicts(store: Store, annotator: str | None = None) -> list[dict]:
+    """People's verdicts, newest first (one person's with `annotator`): the export and the
+    Annotate page's "your verdicts"."""
+    return reads.human_verdicts(store, annotator)
+
+
+def undo_human_verdicts(store: Store, annotator: str, battle: dict) -> int:
+    """Remove `annotator`'s verdicts on `battle` (set_name, question_id, turn, x, y): every dimension."""
+    if not _NAME.match(annotator):
+        raise ValueError("annotator name: 1-64 letters, digits, '.', '_' or '-'")
+    return reads.delete_human_verdicts(store, annotator, battle["set_name"], battle["question_id"], int(battle["turn"]),
+                                       battle["x"], battle["y"])
+
+
 def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category: str = "all",
                   set_name: str | None = None, include_humans: bool = True, rounds: int = LIVE_ROUNDS) -> list[dict]:
     """BT and Elo refit live from the suite's battles (its policy; a set filter narrows them), with
@@ -422,5 +514,6 @@ def joint_ratings(store: Store, suite: str, judge: str, dimension: str, category
     settled = {_key(r) for r in human_rows(store, selection)} & {_key(b) for b in fought} if include_humans else set()
     rows = rate(fought, rounds, config.ratings.level, config.ratings.seed, categories=False, elo_orders=20,
                 ci=config.ratings.ci)
-    return [{**asdict(r), "category": category, "human_battles": len(settled)} for r in rows
-            if r.method in ("bt", "elo")]
+    wins = {m: win_rate_of(fought, m) for m in {r.model for r in rows}}
+    return [{**asdict(r), "category": category, "human_battles": len(settled),
+             "win_rate": (wins[r.model] or (None,))[0]} for r in rows if r.method in ("bt", "elo")]

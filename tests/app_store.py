@@ -19,8 +19,9 @@ CATEGORIES = ("writing", "reasoning", "coding", "math")
 
 
 def synthetic_suite(n_models: int, judges: tuple[str, ...], dimensions: tuple[str, ...], rounds: int = 20,
-                    merge: str = "inconsistent_tie") -> Suite:
-    return Suite.model_validate({
+                    merge: str = "inconsistent_tie", baseline: str | None = None) -> Suite:
+    pairs = {"pairs": {"mode": "baseline", "baseline": baseline}} if baseline else {}
+    return Suite.model_validate(pairs | {
         "name": "synthetic",
         "models": [{"name": f"model-{i:02d}", "backend": "hf", "model": f"/synthetic/model-{i:02d}"}
                    for i in range(n_models)],
@@ -36,13 +37,14 @@ def synthetic_suite(n_models: int, judges: tuple[str, ...], dimensions: tuple[st
 def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tuple[str, ...] = ("judge-x", "judge-y"),
                 dimensions: tuple[str, ...] = ("accuracy", "helpfulness"), n_questions: int = 12, flip: float = 0.2,
                 real_ratings: bool = True, lineage: bool = True, seed: float = 0.42, merge: str = "inconsistent_tie",
-                choice_logprobs: bool = False) -> Store:
+                choice_logprobs: bool = False, baseline: str | None = None) -> Store:
     """Judgment rows = n_battles x 2 orders x len(judges) x len(dimensions). `merge`: the suite's
     merge policy; `choice_logprobs`: every row gets choice log-likelihoods (a likelihood-choice
     judge, for `calibrated`), drawn independently of the verdict so calibration decides some
-    battles differently."""
+    battles differently. `baseline`: the suite rates win rates and LC win rates against that model
+    (every pair is still judged)."""
     store = Store(path)
-    suite = synthetic_suite(n_models, judges, dimensions, merge=merge)
+    suite = synthetic_suite(n_models, judges, dimensions, merge=merge, baseline=baseline)
     with store.write() as con:
         con.execute("SELECT setseed(?)", [seed])
         con.execute(
@@ -88,7 +90,8 @@ def build_store(path: Path, n_models: int = 4, n_battles: int = 60, judges: tupl
             " CASE WHEN random() < ? THEN 'A' WHEN r < 0.1 THEN 'tie'"
             "      WHEN (r - 0.1) / 0.9 < 1 / (1 + exp((y - x) / 3.0)) THEN (CASE o WHEN 0 THEN 'A' ELSE 'B' END)"
             "      ELSE (CASE o WHEN 0 THEN 'B' ELSE 'A' END) END,"
-            " NULL, 'ok', 1, 'Reason: answer ' || CASE o WHEN 0 THEN 'one' ELSE 'two' END || ' is clearer.', 'run-1',"
+            " NULL, 'ok', 1, 'Reason (' || d || '): answer ' || CASE o WHEN 0 THEN 'one' ELSE 'two' END || ' is clearer.',"
+            " 'run-1',"
             " TIMESTAMP '2025-01-01 10:02:00'"
             " FROM (SELECT *, hash(i, d) % 1000 / 1000.0 AS r FROM bb, unnest(?) jj(j), unnest(?) dd(d)),"
             " range(2) oo(o)", [flip, list(judges), list(dimensions)])

@@ -25,10 +25,11 @@ HARNESS = [str(Path(sys.executable).parent / "harness")] if (Path(sys.executable
     else [sys.executable, "-m", "harness.cli"]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"": "Leaderboard", "pairwise": "Pairwise", "answers": "Answers", "judges": "Judges",
-         "runs": "Runs and lineage", "annotate": "Annotate"}
-LAST = {"": "Closed-set metrics", "pairwise": "Per category", "answers": "Verdicts", "judges": "Self-preference",
-        "runs": "Trained models", "annotate": "Queue"}  # text near each page's end: it has run that far
+PAGES = {"": "Leaderboard", "leaderboard": "Leaderboard", "pairwise": "Pairwise", "answers": "Answers",
+         "battle": "Battle", "judges": "Judges", "runs": "Runs and lineage", "annotate": "Annotate"}
+LAST = {"": "Closed-set metrics", "leaderboard": "Closed-set metrics", "pairwise": "Per category",
+        "answers": "Verdicts", "battle": "Model", "judges": "Self-preference", "runs": "Trained models",
+        "annotate": "Export everyone's verdicts"}  # text near each page's end: it has run that far
 
 
 def artifacts() -> Path:
@@ -87,13 +88,15 @@ def app_and_browser(db: Path, tmp_path: Path):
         log.close()
 
 
-def open_page(page, url: str, path: str, shot: str | None = None):
-    """Go to a page, wait until Streamlit has finished running it and every chart has drawn."""
+def open_page(page, url: str, path: str, shot: str | None = None, last: str | None = None):
+    """Go to a page (a path, with query parameters after '?'), wait until Streamlit has finished
+    running it and every chart has drawn."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/{path}")
-    expect(page.get_by_role("heading", name=PAGES[path], exact=True).first).to_be_visible(timeout=60_000)
-    expect(page.get_by_text(LAST[path]).first).to_be_visible(timeout=60_000)
+    name = path.split("?")[0]
+    expect(page.get_by_role("heading", name=PAGES[name], exact=True).first).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(last or LAST[name]).first).to_be_visible(timeout=120_000)
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
     if shot:
@@ -145,16 +148,17 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     field.press("Enter")
     save = page.get_by_role("button", name="Save verdicts")
     expect(save).to_be_visible(timeout=60_000)
-    settle(page)  # the rerun the name's Enter started must finish, or it re-mounts the form mid-choice
+    settle(page)  # the rerun the name's Enter started must finish before choosing
     groups = page.locator("[data-testid='stRadio']")
-    if shot:  # before choosing: a screenshot can re-layout the page, which re-mounts the form and
-        # clears its unsent choices (Streamlit keeps them in the browser until submit)
+    if shot:
         groups.first.scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts() / f"{shot}.png"))
     for i in range(groups.count()):
-        # click the visible label, as a person does (the input itself is hidden behind it)
+        # click the visible label, as a person does (the input itself is hidden behind it); each
+        # choice reruns the page, so wait for it before the next one
         groups.nth(i).get_by_text("Response 1 is better").click()
         expect(groups.nth(i).get_by_role("radio", name="Response 1 is better")).to_be_checked()
+        settle(page)
     assert all(groups.nth(i).get_by_role("radio", name="Response 1 is better").is_checked()
                for i in range(groups.count()))
     save.click()
@@ -288,3 +292,206 @@ def test_browsing_and_annotating_while_harness_run_writes(tiny_model_path, tmp_p
         page.get_by_role("button", name="Refresh data").click()
         open_page(page, url, "runs", shot="live-after-run")
         open_page(page, url, "", shot="live-after-leaderboard")
+
+
+# --- the board, the banner, the Battle viewer and deep links, against the API ------------------------
+BOARD_JS = """() => {
+  const out = []; let panel = null;
+  for (const el of document.querySelectorAll('h3, [data-testid="stDataFrame"]')) {
+    if (el.tagName === 'H3') { panel = el.innerText.trim(); continue; }
+    const heads = [...el.querySelectorAll('table[role="grid"] th')].map(t => t.innerText.trim());
+    if (heads[0] !== 'rank') continue;
+    const rows = [...el.querySelectorAll('table[role="grid"] tbody tr')].map(
+      tr => Object.fromEntries([...tr.querySelectorAll('td')].map((td, i) => [heads[i], td.innerText.trim()])));
+    out.push([panel, rows]);
+  }
+  return out;
+}"""
+
+
+def _number(text: str) -> float:
+    return float(text.rstrip("%")) / 100 if text.endswith("%") else float(text.replace(",", ""))
+
+
+def board_in_browser(page) -> dict[str, list[dict]]:
+    """panel -> the rows of its board table as drawn (the grid's accessible table)."""
+    return {panel: rows for panel, rows in page.evaluate(BOARD_JS)}
+
+
+def assert_board_is_the_api(page, db: Path, suite: str) -> None:
+    from tests.test_app_board import expected_board
+
+    expected = expected_board(db, suite, "bt")
+    drawn = board_in_browser(page)
+    assert list(drawn) == list(expected)
+    for panel, rows in expected.items():
+        got = drawn[panel]
+        assert [r["model"] for r in got] == [r["model"] for r in rows], panel
+        for g, e in zip(got, rows):
+            assert (int(g["rank"]), g["range"], g["95% CI"], int(g["battles"])) == (
+                e["rank"], e["rank_range"], e["interval"], e["battles"]), (panel, g, e)
+            assert _number(g["rating"]) == e["rating"] and _number(g["win rate"]) == pytest.approx(
+                e["win_rate"].expected, abs=1e-4), (panel, g, e)
+
+
+def banners_in_browser(page) -> dict[str, str]:
+    """judge -> the href of the judge-card link of its reliability banner."""
+    out = {}
+    for alert in page.locator("[data-testid='stAlert']").all():
+        text = alert.inner_text()
+        if "is not reliable" in text:
+            judge = text.split("Judge ", 1)[1].split(" is not reliable")[0]
+            out[judge] = alert.get_by_role("link", name="Open the judge card").get_attribute("href")
+    return out
+
+
+def first_battle(db: Path, suite: str) -> dict:
+    from harness import views
+    from harness.battles import battles, for_suite
+
+    store = views.open_for_viewing(db, lock_wait_s=30)
+    b = battles(store, for_suite(views.suite_config(store, suite)), views.merge_policy(store, suite))[0]
+    return {"suite": suite, "set": b.set_name, "q": b.question_id, "turn": b.turn, "x": b.model_a, "y": b.model_b}
+
+
+def assert_viewer_shows_every_dimension(page, url: str, db: Path, suite: str) -> None:
+    """The Battle viewer, opened by its link, shows every stored output of the battle: each order's,
+    each dimension's (a per-dimension judge has one output per dimension)."""
+    from urllib.parse import urlencode
+
+    from harness import views
+
+    b = first_battle(db, suite)
+    open_page(page, url, f"battle?{urlencode(b)}", last="Judges: input and output")
+    settle(page)
+    conv = views.conversation(views.open_for_viewing(db, lock_wait_s=30), suite, b["set"], b["q"], b["x"], b["y"])
+    stored = [j for j in conv.judgments if j["turn"] == b["turn"] and j["counted"]]
+    assert {j["dimension"] for j in stored} == set(views.suite_config(views.open_for_viewing(db), suite)
+                                                   .judges[0].dimensions)
+    shown = page.locator("[data-testid='stCode']").all_inner_texts()
+    for j in stored:
+        assert any(j["raw_output"].strip() in s for s in shown), (j["dimension"], j["raw_output"][:80])
+    labels = page.get_by_text("Output for ").all_inner_texts()  # "Output for accuracy, helpfulness"
+    calls = {(j["judge"], j["shown_first"]) for j in stored}
+    assert len(labels) >= len(calls)
+    assert {d for label in labels for d in label.removeprefix("Output for ").split(", ")} == \
+        {j["dimension"] for j in stored}
+
+
+def assert_deep_links_open_their_pages(page, url: str, db: Path, suite: str) -> None:
+    from urllib.parse import urlencode
+
+    for path in ("leaderboard", "pairwise", "answers", "judges", "runs", "annotate",
+                 f"battle?{urlencode(first_battle(db, suite))}", f"judges?judge={judge_of(db, suite)}"):
+        name = path.split("?")[0]
+        open_page(page, url, path, last="Judges: input and output" if name == "battle" else None)
+        assert page.url.endswith("/" + path.replace(" ", "+")) or name in page.url
+
+
+def judge_of(db: Path, suite: str) -> str:
+    from harness import views
+
+    return views.suite_config(views.open_for_viewing(db, lock_wait_s=30), suite).judges[0].name
+
+
+BROWSER_STORES = {
+    "4 models, 2 judges": {},
+    "8 models, drop": {"n_models": 8, "n_battles": 200, "n_questions": 30, "merge": "drop"},
+    "unreliable judge": {"judges": ("judge-x",), "flip": 0.9},
+    "reliable judge": {"judges": ("judge-x",), "flip": 0.0},
+}
+
+
+@pytest.mark.parametrize("label", list(BROWSER_STORES))
+def test_board_banner_viewer_and_deep_links_in_chromium(label, tmp_path):
+    from harness import views
+    from judges.reliability import Reliability
+    from tests.app_store import build_store
+
+    db = tmp_path / "board.duckdb"
+    build_store(db, lineage=False, **BROWSER_STORES[label])
+    reliabilities = {r["judge_name"]: Reliability(**r) for r in views.reliability(views.open_for_viewing(db))}
+    with app_and_browser(db, tmp_path) as (url, page):
+        open_page(page, url, "leaderboard")
+        assert_board_is_the_api(page, db, "synthetic")
+        warned = {j for j, r in reliabilities.items() if r.explain()}  # judges.reliability's limits
+        assert banners_in_browser(page) == {j: f"judges?judge={j}" for j in warned}
+        if label == "unreliable judge":
+            assert warned == {"judge-x"}
+        if label == "reliable judge":
+            assert warned == set()
+        assert_viewer_shows_every_dimension(page, url, db, "synthetic")
+        assert_deep_links_open_their_pages(page, url, db, "synthetic")
+
+
+def test_the_quickstart_board_banner_and_viewer_in_chromium(quickstart_db, tmp_path):
+    """The real quickstart store: a PandaLM judge asked once per dimension, so each order of a
+    battle has three outputs, each shown."""
+    db = tmp_path / "qs.duckdb"
+    shutil.copy(quickstart_db, db)
+    with app_and_browser(db, tmp_path) as (url, page):
+        open_page(page, url, "leaderboard")
+        assert_board_is_the_api(page, db, "quickstart")
+        assert_viewer_shows_every_dimension(page, url, db, "quickstart")
+        assert_deep_links_open_their_pages(page, url, db, "quickstart")
+
+
+def test_enter_in_the_note_does_not_save(tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.app_store import build_store
+
+    db = tmp_path / "note.duckdb"
+    build_store(db, lineage=False)
+    with app_and_browser(db, tmp_path) as (url, page):
+        open_page(page, url, "annotate")
+        field = page.get_by_label("Your name (verdicts are stored as judge human:<name>)")
+        field.fill("noor")
+        field.press("Enter")
+        note = page.get_by_label("Note (optional; Enter starts a new line)")
+        expect(note).to_be_visible(timeout=60_000)
+        settle(page)
+        note.fill("first line")
+        note.press("Enter")
+        note.type("second line 1 2 T")  # the shortcut keys typed in the note are text, not verdicts
+        expect(note).to_have_value("first line\nsecond line 1 2 T")
+        note.press("Tab")  # leaves the note: the page reruns with it, and nothing is saved
+        settle(page)
+        assert human_rows(db, "noor") == []
+
+
+# --- screenshots of every page at two widths ------------------------------------------------------
+SHOT_PAGES = ("leaderboard", "pairwise", "answers", "battle", "judges", "runs", "annotate")
+
+
+def shoot_every_page(db: Path, suite: str, name: str, tmp_path: Path) -> list[str]:
+    """Full-page screenshots of every page at 1400 and 800 px wide, named NAME-PAGE-WIDTH.png."""
+    from urllib.parse import urlencode
+
+    taken = []
+    with app_and_browser(db, tmp_path) as (url, page):
+        for width in (1400, 800):
+            page.set_viewport_size({"width": width, "height": 1000})
+            for path in SHOT_PAGES:
+                target = f"battle?{urlencode(first_battle(db, suite))}" if path == "battle" else path
+                open_page(page, url, target, last="Judges: input and output" if path == "battle" else None)
+                if path == "annotate":
+                    field = page.get_by_label("Your name (verdicts are stored as judge human:<name>)")
+                    field.fill("screenshot")
+                    field.press("Enter")
+                    page.get_by_text("left in this queue").first.wait_for(timeout=120_000)
+                    settle(page)
+                full_page_shot(page, f"{name}-{path}-{width}")
+                taken.append(f"{name}-{path}-{width}")
+    return taken
+
+
+@pytest.mark.skipif(not os.environ.get("HARNESS_SHOT_STORES"), reason="HARNESS_SHOT_STORES=name=suite@path;... names "
+                    "the stores to photograph (HARNESS_ARTIFACTS says where)")
+def test_screenshots_of_every_page_at_1400_and_800_px(tmp_path):
+    for spec in os.environ["HARNESS_SHOT_STORES"].split(";"):
+        name, rest = spec.split("=", 1)
+        suite, path = rest.split("@", 1)
+        db = tmp_path / f"{name}.duckdb"
+        shutil.copy(path, db)
+        assert len(shoot_every_page(db, suite, name, tmp_path)) == 2 * len(SHOT_PAGES)

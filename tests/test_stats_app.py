@@ -31,12 +31,16 @@ def test_leaderboard_shows_paired_marks_interval_kinds_and_style(tmp_path, monke
     st.cache_data.clear()
     at = AppTest.from_function(_page, default_timeout=60)
     at.session_state["f_judge"] = "judge-x"
-    at.session_state["f_how_sure"] = True  # off by default: it refits on every page run
+    at.session_state["f_how_sure"] = True  # the paired tests (on by default only for small panels)
+    at.session_state["f_how_sure_more"] = True  # interval widths and style control: off by default, they refit
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     text = "\n".join(str(p.value) for p in [*at.caption, *at.subheader])
     assert "How sure" in text and "Holm" in text and "resampling battles" in text and "Style control" in text
-    marks, widths, coefficients = (t.value for t in at.dataframe[:3])
+    def table_with(column):  # the How-sure tables, after the board's own table per panel
+        return next(t.value for t in at.dataframe if column in t.value.columns)
+
+    marks, widths, coefficients = table_with("p (Holm)"), table_with("width ratio"), table_with("feature")
     config = views.suite_config(views.open_for_viewing(path), "synthetic")
     fought = battles(store, for_suite(config, judges=("judge-x",)), config.ratings.merge)
     expected = paired_marks(fought)
@@ -51,7 +55,7 @@ def test_leaderboard_shows_paired_marks_interval_kinds_and_style(tmp_path, monke
     # Off by the sidebar toggle: nothing refitted, a note says how to turn it on.
     at.sidebar.toggle(key="f_how_sure").set_value(False).run()
     assert not at.exception
-    assert "turn on 'How sure' in the sidebar" in "\n".join(str(c.value) for c in at.caption)
+    assert "turn on 'Paired tests' in the sidebar" in "\n".join(str(c.value) for c in at.caption)
     assert not any("p (Holm)" in t.value.columns for t in at.dataframe)
 
 
@@ -64,9 +68,9 @@ def test_the_charts_colour_is_the_paired_test_and_off_means_not_tested(tmp_path,
 
     config = views.suite_config(views.open_for_viewing(path), "synthetic")
     marks = paired_marks(battles(store, for_suite(config), config.ratings.merge), seed=config.ratings.seed)
-    expected = {(f"{j} / {d}", a.above): "significantly above" if a.significant else "not established"
+    expected = {(f"{j} / {d}", a.above): "significantly above next" if a.significant else "not established"
                 for (j, d), adjacent in marks.items() for a in adjacent}
-    assert set(expected.values()) == {"significantly above", "not established"}
+    assert set(expected.values()) == {"significantly above next", "not established"}
     for method in ("bt", "elo"):  # the Elo chart shows the same (BT-order) test
         st.cache_data.clear()
         at = AppTest.from_function(_page, default_timeout=60)
@@ -74,8 +78,11 @@ def test_the_charts_colour_is_the_paired_test_and_off_means_not_tested(tmp_path,
         at.session_state["f_how_sure"] = True
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        shown = chart_data(at.get("vega_lite_chart")[0])
-        colour = {(p, m): v for p, m, v in zip(shown["panel"], shown["model"], shown["vs next below"])}
+        colour = {}  # one chart per panel (judge / dimension), beside its table
+        for chart in at.get("vega_lite_chart"):
+            shown = chart_data(chart)
+            if "vs next below" in shown:
+                colour |= {(p, m): v for p, m, v in zip(shown["panel"], shown["model"], shown["vs next below"])}
         assert {k: v for k, v in colour.items() if v != "last"} == expected
         assert sum(v == "last" for v in colour.values()) == len(marks)
         assert "Holm-corrected across adjacent pairs" in "\n".join(str(c.value) for c in at.caption)

@@ -1,5 +1,6 @@
-"""Answers: one question, two models side by side (every turn), every judge's verdicts in both
-orders with their reasons and raw outputs; search by text, filter by disagreement."""
+"""Answers: one question, two models side by side (every turn, rendered as markdown), every judge's
+verdicts in both orders with the merged outcome the board used and each dimension's raw output;
+search by text, filter by disagreement; each turn links to its battle in the Battle viewer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.data import load
-from app.filters import options, pick, suite as pick_suite
+from app.filters import link, options, pick, suite as pick_suite
 
 
 def render() -> None:
@@ -35,7 +36,7 @@ def render() -> None:
         return
     x, y = st.selectbox("Models", pairs, key="a_pair", format_func=lambda p: f"{p[0]}  vs  {p[1]}")
     conv = load("conversation", suite, q["set_name"], q["question_id"], x, y)
-    _side_by_side(conv, x, y)
+    _side_by_side(conv, suite, x, y)
     _verdicts(conv, x, y)
 
 
@@ -45,17 +46,20 @@ def _flags(q: dict) -> str:
     return ", ".join(flags) or "consistent"
 
 
-def _side_by_side(conv, x: str, y: str) -> None:
+def _side_by_side(conv, suite: str, x: str, y: str) -> None:
     st.caption(f"Category: {conv.category}")
+    judged = {j["turn"] for j in conv.judgments}
     for t, prompt in enumerate(conv.turns, start=1):
-        st.markdown(f"**Turn {t}: user**")
-        st.info(prompt)
-        cols = st.columns(2)
-        for col, model in zip(cols, (x, y)):
-            with col:
+        with st.chat_message("user"):
+            st.markdown(f"**Turn {t}**" + (" · " + link("open this battle (judge inputs, outputs, likelihoods)",
+                                                       "battle", suite=suite, set=conv.set_name, q=conv.question_id,
+                                                       turn=t, x=x, y=y) if t in judged else ""))
+            st.markdown(prompt)
+        for col, model in zip(st.columns(2), (x, y)):
+            with col, st.container(border=True):
                 st.markdown(f"**{model}**")
                 texts = conv.answers.get(model, [])
-                st.text(texts[t - 1] if len(texts) >= t else "(not judged at this turn)")
+                st.markdown(texts[t - 1] if len(texts) >= t else "_(not judged at this turn)_")
 
 
 def _verdicts(conv, x: str, y: str) -> None:
@@ -71,7 +75,10 @@ def _verdicts(conv, x: str, y: str) -> None:
                "Rows with counted = false are history: an older judge or model version, never mixed in.")
     st.dataframe(df[["turn", "judge", "dimension", "order", "verdict", "winner", "merged", "counted", "status",
                      "attempts"]], hide_index=True)
-    for (turn, judge, first), group in df.groupby(["turn", "judge", "shown_first"], sort=True):
+    for (turn, judge, first), group in df[df["counted"]].groupby(["turn", "judge", "shown_first"], sort=True):
         verdicts = ", ".join(f"{r.dimension}: {r.winner}" for r in group.itertuples())
         with st.expander(f"turn {turn} · {judge} · {first} first · {verdicts}"):
-            st.text(group["raw_output"].iloc[0])
+            # one output per call: shared by the dimensions judged together, one each when judged apart
+            for output, part in group.groupby("raw_output", sort=False):
+                st.caption("output for " + ", ".join(part["dimension"]))
+                st.code(output or "(empty)", language=None, wrap_lines=True)

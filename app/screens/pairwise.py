@@ -1,4 +1,5 @@
-"""Pairwise: win-rate matrix, battle counts, per-category breakdown (the suite's merged battles)."""
+"""Pairwise: win-rate matrix, battle counts, per-category breakdown (the suite's merged battles).
+A click on a matrix cell opens that pair's battles in the Battle viewer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from app import charts
 from app.data import load
-from app.filters import judge_and_dimension, options, pick, suite as pick_suite
+from app.filters import href, judge_and_dimension, options, pick, suite as pick_suite
 
 
 def render() -> None:
@@ -26,21 +27,21 @@ def render() -> None:
         st.info("No battles for these filters (under the suite's merge policy).")
         return
     # overall win rate by weight (under `half` a battle's two halves weigh 0.5 each)
+    matrix["battles of the pair"] = [href("battle", suite=suite, judge=judge, dimension=dimension, model=m, opponent=o)
+                                     for m, o in zip(matrix["model"], matrix["opponent"])]
     order = (matrix.groupby("model").apply(lambda g: (g.wins.sum() + 0.5 * g.ties.sum())
                                            / (g.wins.sum() + g.ties.sum() + g.losses.sum()),
                                            include_groups=False).sort_values(ascending=False).index.tolist())
     st.caption(f"Judge {judge}, dimension {dimension}: each battle merges the two orders under the suite's "
                f"policy ({load('merge_policy', suite)}), exactly as the leaderboard does. Rows: the model; "
-               "columns: its opponent; ties count half.")
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Win rate of row vs column")
-        st.altair_chart(charts.heatmap(matrix, "opponent", "model", "win_rate", domain=(0, 1), order=order,
-                                       title="win rate"), width="content")
-    with right:
-        st.subheader("Battles")
-        st.altair_chart(charts.heatmap(matrix, "opponent", "model", "battles", fmt="d", scheme="greys",
-                                       order=order, title="battles"), width="content")
+               "columns: its opponent; ties count half. Click a cell to open the pair's battles.")
+    # one under the other: side by side, two 8-model matrices overflow a narrow window
+    st.subheader("Win rate of row vs column")
+    st.altair_chart(charts.heatmap(matrix, "opponent", "model", "win_rate", domain=(0, 1), order=order,
+                                   title="win rate", link="battles of the pair"), width="content")
+    st.subheader("Battles")
+    st.altair_chart(charts.heatmap(matrix, "opponent", "model", "battles", fmt="d", scheme="greys",
+                                   order=order, title="battles", link="battles of the pair"), width="content")
     st.subheader("Per category: win rate against all opponents")
     by_cat = pd.DataFrame(page["categories"])
     if by_cat.empty:

@@ -77,7 +77,7 @@ def pair_judgments(store: Store, set_name: str, question_id: str, x: str, y: str
     """Every stored judgment of the pair on a question (both orders, all judges and fingerprints)."""
     with store.read() as con:
         return rows_as_dicts(con,
-            "SELECT judgment_id, turn, judge_name AS judge, dimension, model_a AS shown_first, model_b AS shown_second,"
+            "SELECT judgment_id, call_id, judge_fingerprint, turn, judge_name AS judge, dimension, model_a AS shown_first, model_b AS shown_second,"
             " verdict, CASE WHEN status = 'ok' THEN CASE verdict WHEN 'A' THEN model_a WHEN 'B' THEN model_b"
             " WHEN 'tie' THEN 'tie' END END AS winner, status, attempts, raw_output, choice_lp_1, choice_lp_2,"
             " choice_lp_tie, annotator, note, answer_a, answer_b, created_at"
@@ -340,3 +340,63 @@ per_dimension AS (
 SELECT set_name, question_id, turn, x, y, any_value(category) AS category, bool_or(flip) AS flip,
        bool_or(disagree) AS disagree, list_sort(list(dimension)) AS dimensions
 FROM per_dimension GROUP BY ALL ORDER BY ALL""", params)
+
+
+# --- what changed, people's verdicts as a list, undoing them, answers' cost ----------------------------
+def data_version(store: Store) -> tuple:
+    """A cheap stamp that changes whenever anything a page shows changes (judgments added, edited or
+    undone, ratings stored, runs started or ended, answers, training): the app's cache key."""
+    with store.read() as con:
+        have = tables(con)
+        parts = ["(SELECT count(*) FROM judgments)", "(SELECT max(created_at) FROM judgments)",
+                 "(SELECT max(computed_at) FROM ratings)", "(SELECT count(*) FROM answers)",
+                 "(SELECT list(status ORDER BY run_id) FROM runs)"]
+        parts += [f"(SELECT count(*) FROM {t})" for t in ("training_log", "parent_comparisons", "closed_metrics")
+                  if t in have]
+        return tuple(con.execute(f"SELECT {', '.join(parts)}").fetchone())
+
+
+HUMAN_VERDICTS = """
+SELECT annotator, set_name, question_id, turn, least(model_a, model_b) AS x, greatest(model_a, model_b) AS y,
+       dimension, model_a AS shown_first, model_b AS shown_second, verdict,
+       CASE verdict WHEN 'A' THEN model_a WHEN 'B' THEN model_b ELSE 'tie' END AS winner,
+       note, queue_reason, answer_a, answer_b, created_at
+FROM judgments WHERE judge_name LIKE 'human:%' AND (?::VARCHAR IS NULL OR judge_name = 'human:' || ?)
+ORDER BY created_at DESC, set_name, question_id, turn, x, y, dimension"""
+
+
+def human_verdicts(store: Store, annotator: str | None = None) -> list[dict]:
+    """Every stored verdict of people (one person's with `annotator`), newest first: one row per
+    battle and dimension, with the order it was shown in and the winner it names."""
+    with store.read() as con:
+        return rows_as_dicts(con, HUMAN_VERDICTS, [annotator, annotator])
+
+
+def delete_human_verdicts(store: Store, annotator: str, set_name: str, question_id: str, turn: int, x: str,
+                          y: str) -> int:
+    """Undo: remove `annotator`'s verdicts (every dimension, either order) on one battle; returns
+    how many rows went. The battle counts with the judges' verdicts again, and is back in the queue."""
+    where = ("judge_name = ? AND set_name = ? AND question_id = ? AND turn = ? AND least(model_a, model_b) = ?"
+             " AND greatest(model_a, model_b) = ?")
+    params = [HUMAN_PREFIX + annotator, set_name, question_id, turn, min(x, y), max(x, y)]
+    with store.write() as con:
+        (n,) = con.execute(f"SELECT count(*) FROM judgments WHERE {where}", params).fetchone()
+        con.execute(f"DELETE FROM judgments WHERE {where}", params)
+    return n
+
+
+def answer_costs(store: Store, answer_ids: list[str]) -> dict[str, dict]:
+    """answer id -> prompt and completion tokens, finish reason, latency and when it was made."""
+    with store.read() as con:
+        rows = rows_as_dicts(con, "SELECT answer_id, prompt_tokens, completion_tokens, finish_reason, latency_s,"
+                                  " created_at FROM answers WHERE answer_id IN (SELECT unnest(?::VARCHAR[]))",
+                             [answer_ids])
+    return {r.pop("answer_id"): r for r in rows}
+
+
+def question_references(store: Store, set_name: str, question_id: str) -> list[str]:
+    with store.read() as con:
+        row = con.execute("SELECT reference_answers FROM questions WHERE set_name = ? AND question_id = ?",
+                          [set_name, question_id]).fetchone()
+    return list(row[0]) if row else []
+
