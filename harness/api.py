@@ -36,7 +36,7 @@ def open_store(db: Store | str | Path = DEFAULT_DB, *, must_exist: bool = False)
     if isinstance(db, Store):
         return db
     if must_exist and not Path(db).exists():
-        raise HarnessError(f"{db}: no such database: run `harness run quickstart --db {db}` first, or pass --db")
+        raise HarnessError(f"{db}: no such store: run `harness run SUITE --db {db}` first, or check the path")
     return Store(db)
 
 
@@ -163,67 +163,86 @@ def run(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, stage
     lm-eval call. `backends` / `judges` map names to ready objects (tests, fixtures); `on_stage`
     is called after each stage (the CLI prints its table there). Input is checked before the store is
     touched; one `runs` row covers generation, judging and rating (closed-set tasks record their own).
-    A run whose calls partly failed returns normally: `report.complete` is False and a rerun retries them."""
-    from harness import pipeline
-    from harness.judging import JudgingSummary
-    from harness.runner import RunSummary, new_run_id, recorded_run
+    A run whose calls partly failed returns normally: `report.complete` is False and a rerun retries them.
+    The suite's `executor` says where the calls run (harness.executors): here, or on a Ray cluster."""
+    from harness.executors import check_executor, on_ray
 
     stages = tuple(stages)
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise HarnessError(f"stages: unknown {', '.join(unknown)}: use some of {', '.join(STAGES)}")
     suite, base_dir, source = resolve_suite(suite, base_dir)
-    questions = preflight(suite, base_dir, source, backends, judges)
-    if suite.executor.kind == "ray":  # backends in Ray actors on a cluster; this process still writes the store
-        from harness.executors import on_ray
+    check_executor(suite, source)
+    questions = preflight(suite, base_dir, source, backends, judges)  # once: the stages reuse its questions
+    stages_run = _Stages(suite, base_dir, source, stages, questions, progress, on_stage or (lambda stage, report: None))
+    if suite.executor.kind != "ray":
+        return stages_run(db, backends, judges)
+    # backends in Ray actors on a cluster (stopped at the end, even on errors); this process writes the store
+    with on_ray(suite, stages, backends, judges) as placed:
+        return stages_run(db, placed.backends, placed.judges, placed.run_groups)
 
-        with on_ray(suite, stages, backends, judges) as wrapped:  # actors killed at the end, even on errors
-            if wrapped is not None:  # None: every model and judge of these stages was given
-                return run(suite, db, stages=stages, base_dir=base_dir, progress=progress, on_stage=on_stage, **wrapped)
-    store = open_store(db)
-    report = RunReport(suite)
-    done = on_stage or (lambda stage, report: None)
-    run_id = new_run_id()
-    judging = JudgingSummary(run_id=run_id)
 
-    def totals() -> dict:
-        generated = report.generation.totals() if report.generation else dict.fromkeys(
-            ("planned", "cached", "generated", "failed"), 0)
-        return {**generated, **judging.totals()}
+@dataclass
+class _Stages:
+    """harness.api.run's stages, given the checked input (one preflight) and where calls run."""
 
-    with recorded_run(store, run_id, suite, progress, totals):
-        if {"generate", "judge"} <= set(stages) and pipeline.streams(suite, backends, judges):
-            # every model and judge is an API endpoint: judge each pair as soon as both answers exist
-            report.generation = RunSummary(run_id=run_id, suite_name=suite.name, db_path=store.path)
-            started = time.perf_counter()
-            pipeline.generate_and_judge(suite, store, run_id, questions, progress, report.generation, judging,
-                                        backends, judges)
-            report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
-            report.judging = judging
-            done("generate", report)
-            done("judge", report)
-            stages = tuple(s for s in stages if s not in ("generate", "judge"))
-        if "generate" in stages:
-            from harness.runner import run_suite
+    suite: Suite
+    base_dir: Path
+    source: str
+    stages: tuple
+    questions: list
+    progress: object
+    done: Callable[[str, "RunReport"], None]
 
-            started = time.perf_counter()
-            report.generation = run_suite(suite, store, base_dir, progress=progress, backends=backends, run_id=run_id,
-                                          questions=questions)
-            report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
-            done("generate", report)
-        if suite.judges and "judge" in stages:
-            from harness.judging import judge_suite
+    def __call__(self, db, backends: dict | None, judges: dict | None, run_groups: Callable | None = None) -> RunReport:
+        from harness import pipeline
+        from harness.judging import JudgingSummary
+        from harness.runner import RunSummary, new_run_id, recorded_run
 
-            report.judging = judge_suite(suite, store, run_id, base_dir, progress=progress, judges=judges,
-                                         summary=judging, questions=questions)
-            done("judge", report)
-        if suite.judges and "rate" in stages:
-            report.board = rate(suite, store)
-            done("rate", report)
-    if suite.closed_set and "closed" in stages:
-        _closed_stage(report, base_dir, store, source, progress)
-        done("closed", report)
-    return report
+        suite, stages, questions, progress, done = self.suite, self.stages, self.questions, self.progress, self.done
+        store = open_store(db)
+        report = RunReport(suite)
+        run_id = new_run_id()
+        judging = JudgingSummary(run_id=run_id)
+
+        def totals() -> dict:
+            generated = report.generation.totals() if report.generation else dict.fromkeys(
+                ("planned", "cached", "generated", "failed"), 0)
+            return {**generated, **judging.totals()}
+
+        with recorded_run(store, run_id, suite, progress, totals):
+            if {"generate", "judge"} <= set(stages) and pipeline.streams(suite, backends, judges):
+                # every model and judge is an API endpoint: judge each pair as soon as both answers exist
+                report.generation = RunSummary(run_id=run_id, suite_name=suite.name, db_path=store.path)
+                started = time.perf_counter()
+                pipeline.generate_and_judge(suite, store, run_id, questions, progress, report.generation, judging,
+                                            backends, judges)
+                report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
+                report.judging = judging
+                done("generate", report)
+                done("judge", report)
+                stages = tuple(s for s in stages if s not in ("generate", "judge"))
+            if "generate" in stages:
+                from harness.runner import run_suite
+
+                started = time.perf_counter()
+                report.generation = run_suite(suite, store, self.base_dir, progress=progress, backends=backends,
+                                              run_id=run_id, questions=questions)
+                report.generation.wall_s, report.generation.status = time.perf_counter() - started, "finished"
+                done("generate", report)
+            if suite.judges and "judge" in stages:
+                from harness.judging import judge_suite
+
+                report.judging = judge_suite(suite, store, run_id, self.base_dir, progress=progress, judges=judges,
+                                             summary=judging, questions=questions)
+                done("judge", report)
+            if suite.judges and "rate" in stages:
+                report.board = rate(suite, store)
+                done("rate", report)
+        if suite.closed_set and "closed" in stages:
+            _closed_stage(report, self.base_dir, store, self.source, progress, run_groups=run_groups)
+            done("closed", report)
+        return report
 
 
 def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None = None,
@@ -248,19 +267,28 @@ def preflight(suite: Suite, base_dir: Path, source: str, backends: dict | None =
 def run_closed(suite: Suite | str | Path, db: Store | str | Path = DEFAULT_DB, *, force: bool = False,
                base_dir: Path | None = None, progress=None) -> RunReport:
     """Only the closed-set tasks (lm-eval); `force` reruns tasks already stored."""
+    from harness.executors import check_executor, on_ray
+
     suite, base_dir, source = resolve_suite(suite, base_dir)
     if not suite.closed_set:
         raise HarnessError(f"{source}: the suite has no closed_set tasks: add some")
+    check_executor(suite, source)
     report = RunReport(suite)
-    _closed_stage(report, base_dir, open_store(db), source, progress, force)
+    if suite.executor.kind != "ray":
+        _closed_stage(report, base_dir, open_store(db), source, progress, force)
+        return report
+    with on_ray(suite, ("closed",)) as placed:
+        _closed_stage(report, base_dir, open_store(db), source, progress, force, placed.run_groups)
     return report
 
 
-def _closed_stage(report: RunReport, base_dir: Path, store: Store, source: str, progress, force: bool = False):
+def _closed_stage(report: RunReport, base_dir: Path, store: Store, source: str, progress, force: bool = False,
+                  run_groups: Callable | None = None):
     from harness.closed import run_closed as run_tasks
     from harness.store.closed import closed_scores
 
-    report.closed = run_tasks(report.suite, base_dir, store, progress, force=force, source=source)
+    report.closed = run_tasks(report.suite, base_dir, store, progress, force=force, source=source,
+                              run_groups=run_groups)
     report.closed_scores = closed_scores(store, report.suite.name, [m.name for m in report.suite.models])
 
 
@@ -288,17 +316,93 @@ def evaluate_judges(data: Path, db: Store | str | Path | None = None, suite: Sui
             judge.close()
 
 
+def suite_judge(suite: Suite | str | Path, judge: str | None = None, dimension: str | None = "overall"):
+    """(a built pairwise judge of the suite: `judge` or its first, the suite's merge policy). With
+    `dimension`, the judge judges that one dimension (judge-eval scores one verdict per pair)."""
+    from harness.judging import build_judge
+
+    suite, _, source = resolve_suite(suite)
+    pairwise = [j for j in suite.judges if j.kind == "pairwise" and (judge is None or j.name == judge)]
+    if not pairwise:
+        raise ConfigError(f"{source}: " + (f"no pairwise judge named '{judge}'" if judge else "has no pairwise judge")
+                          + ": add one under 'judges:' or pass --judge NAME")
+    spec = pairwise[0]
+    if dimension is not None and list(spec.dimensions) != [dimension]:
+        spec = spec.model_copy(update={"dimensions": [dimension]})
+    return build_judge(spec), suite.ratings.merge
+
+
+def evaluate_judge(judge=None, *, benchmark: str, suite: Suite | str | Path | None = None,
+                   judge_name: str | None = None, file: Path | None = None, data: Path = Path("../shared/data"),
+                   limit: int | None = None, seed: int = 0, merge: str | None = None,
+                   dimension: str | None = "overall", db: Store | str | Path | None = None, prices=None,
+                   bootstrap_rounds: int = 1000, progress=None):
+    """A judge on a labelled benchmark (harness.judge_eval.BENCHMARKS; `file` for one without a
+    shared copy), a seeded sample of `limit` pairs or all, judged in both orders; every metric per
+    subset with bootstrap intervals, stored in `db` when given (a rerun makes zero judge calls).
+
+    `judge`: any judges.base.Judge (the caller closes it), or None to build the suite's pairwise judge
+    `judge_name` (or its first) on `dimension`, merged under the suite's policy unless `merge` says
+    otherwise. `prices`: a harness.prices.PriceTable or a YAML path (cost per 1,000 calls).
+    Returns a harness.judge_eval.BenchmarkReport."""
+    from harness import judge_eval as evaluation
+    from harness.prices import PriceTable, load_prices
+
+    owned, policy = None, "inconsistent_tie"
+    if judge is None:
+        if suite is None:
+            raise HarnessError("evaluate_judge: give a judge, or a suite (--suite S) to take its judge from")
+        judge, policy = suite_judge(suite, judge_name, dimension)
+        owned = judge
+    prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
+    store = open_store(db) if db is not None else None
+    try:
+        return evaluation.evaluate_benchmark(judge, benchmark, store, data=Path(data), file=file, limit=limit,
+                                             seed=seed, merge=merge or policy, bootstrap_rounds=bootstrap_rounds,
+                                             prices=prices, progress=progress)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def judge_leaderboard(db: Store | str | Path = DEFAULT_DB) -> list[dict]:
+    """The evaluator leaderboard: one entry per judge x benchmark of the stored judge-eval runs
+    (harness.judge_eval_board.leaderboard), what the app's Judges page shows."""
+    from harness.judge_eval_board import leaderboard
+    from harness.store.judge_eval import judge_eval_results
+
+    return leaderboard(judge_eval_results(open_store(db, must_exist=True)))
+
+
+def judge_card(judge: str, db: Store | str | Path = DEFAULT_DB) -> dict:
+    """A judge's card: every stored judge-eval metric per benchmark and subset, its notes, and a
+    warning per benchmark where it is at chance (harness.judge_eval_board.card)."""
+    from harness.judge_eval_board import card
+    from harness.store.judge_eval import judge_eval_results
+
+    return card(judge_eval_results(open_store(db, must_exist=True)), judge)
+
+
 def train(method: str, recipe: str | Path, db: Store | str | Path = DEFAULT_DB, *,
           then_eval: str | Path | None = None, progress=None, on_trained: Callable | None = None):
-    """Train (method 'sft' or 'dpo') from a recipe, register the model with its lineage, and with
-    then_eval evaluate it beside its parent on that suite. `on_trained(result)` is called between the
+    """Train (method 'sft', 'dpo' or 'reward') from a recipe, register the model with its lineage,
+    and with then_eval evaluate it beside its parent on that suite (a reward model is scored on its
+    held-out pairs instead: then_eval does not apply). `on_trained(result)` is called between the
     two (the CLI prints the training summary there). Returns (TrainResult, EvalReport | None)."""
     import trainers
 
-    if method not in ("sft", "dpo"):
-        raise HarnessError(f"method: '{method}': use sft or dpo")
+    methods = {"sft": "train_sft", "dpo": "train_dpo", "reward": "train_reward"}
+    if method not in methods:
+        raise HarnessError(f"method: '{method}': use sft, dpo or reward")
+    if method == "reward" and then_eval:
+        raise HarnessError("--then-eval: a reward model is a judge, not a candidate: it is scored on its recipe's"
+                           " held-out pairs; use it as a judge (style: reward) in a suite")
+    from trainers.common import reporting_to
+
     store = open_store(db)
-    result = (trainers.train_sft if method == "sft" else trainers.train_dpo)(recipe, store)
+    with reporting_to(progress):  # a step bar instead of TRL's dict per logging step
+        extra = {"progress": progress} if method == "reward" else {}  # its held-out scoring has a bar
+        result = getattr(trainers, methods[method])(recipe, store, **extra)
     if on_trained is not None:
         on_trained(result)
     report = evaluate_trained(result.name, then_eval, store, progress=progress) if then_eval else None
@@ -320,15 +424,88 @@ def lineage(model: str, db: Store | str | Path = DEFAULT_DB):
 
 
 
-# --- how sure are we (harness/stats/api.py: compare, how_sure, probe) ---------------------------------
-_STATS = ("compare", "how_sure", "probe", "Comparison", "PanelComparison", "Certainty", "PanelCertainty", "ProbeReport")
+# --- parts of this API kept in their own modules, loaded on first use ---------------------------------
+# how sure are we: harness/stats/api.py (numpy-heavy); the read commands' data: harness/api_reads.py
+_ELSEWHERE = {name: "harness.stats.api" for name in ("compare", "how_sure", "probe", "Comparison", "PanelComparison",
+                                                     "Certainty", "PanelCertainty", "ProbeReport")}
+_ELSEWHERE |= {name: "harness.api_reads" for name in ("StoreInfo", "store_info", "ModelList", "model_list", "set_list",
+                                                      "stored_answers", "closed_samples", "closed_results")}
 
 
 def __getattr__(name: str):
-    """The statistics API lives in harness.stats.api (numpy-heavy, loaded on first use) and is part
-    of this one: `harness.api.compare(...)`."""
-    if name in _STATS:
-        from harness.stats import api as stats_api
+    """`harness.api.compare(...)`, `harness.api.store_info(...)`: part of this API, defined elsewhere."""
+    if name in _ELSEWHERE:
+        from importlib import import_module
 
-        return getattr(stats_api, name)
+        return getattr(import_module(_ELSEWHERE[name]), name)
     raise AttributeError(f"module 'harness.api' has no attribute {name!r}")
+
+
+# --- calibration (harness/calibration.py: MEC, BPC, HITLC measured; people's queue by entropy) ---------
+def calibrate(data: Path, db: Store | str | Path | None = None, *, suite: Suite | str | Path,
+              judge: str | None = None, benchmark: str = "pandalm", pairs: Path | None = None,
+              pairs_format: str = "labelled", sample: int | None = 150, k: int = 3,
+              beta: float = 0.2, seed: int = 0, evidence_tokens: int | None = None, temperature: float = 0.7,
+              bootstrap_rounds: int = 1000, level: float = 0.95, progress=None):
+    """Agreement with human labels of a suite's pairwise judge (`judge`, or its first) before and
+    after MEC (k samples per order), BPC and HITLC (top `beta` to people), on `sample` seeded pairs
+    (None: all) of `benchmark` in `data` ('pandalm' or 'mt_bench'), or of the file `pairs` in
+    `pairs_format` (judges.labelled.FORMATS), every number on the same pairs. With
+    `evidence_tokens`, the judge's model judges evidence-first instead (a sampled explanation of
+    that many tokens, then 1 / 2 / Tie by likelihood). Judgments are stored when `db` is given and
+    never asked again. Returns a harness.calibration.CalibrationReport."""
+    from harness import calibration
+    from harness.judging import build_judge
+    from harness.models.base import create_backend
+    from judges.calibration import EvidenceFirstJudge
+
+    suite, _, source = resolve_suite(suite)
+    pairwise = [j for j in suite.judges if j.kind == "pairwise" and (judge is None or j.name == judge)]
+    if not pairwise:
+        raise ConfigError(f"{source}: " + (f"no pairwise judge named '{judge}'" if judge else "has no pairwise judge")
+                          + ": add one under 'judges:' or pass --judge NAME")
+    if pairs is None:
+        if benchmark not in calibration.BENCHMARKS:
+            raise ConfigError(f"benchmark: '{benchmark}': use one of {', '.join(calibration.BENCHMARKS)}, or pass a"
+                              " labelled-pairs file")
+        file, pairs_format = calibration.BENCHMARKS[benchmark]
+        pairs = Path(data) / file
+    else:
+        benchmark = Path(pairs).stem
+    labelled = calibration.labelled_items(pairs, pairs_format, sample, seed)
+    spec = pairwise[0]
+    built = (EvidenceFirstJudge(f"{spec.name}+evidence", create_backend(spec.model), max_new_tokens=evidence_tokens,
+                                temperature=temperature) if evidence_tokens else build_judge(spec))
+    store = open_store(db) if db is not None else None
+    try:
+        return calibration.calibrate_judge(built, labelled, store, k=k, beta=beta, benchmark=benchmark,
+                                           rounds=bootstrap_rounds, level=level, seed=seed, progress=progress)
+    finally:
+        built.close()
+
+
+def annotate_priority(db: Store | str | Path, suite: Suite | str | Path, judge: str, beta: float | None = None):
+    """A suite's counted battles of `judge`, most uncertain first (HITLC: diversity entropy of every
+    current verdict in both orders); with `beta` only the top fraction. harness.calibration.BattlePriority."""
+    from harness.calibration import annotate_priority as ranked
+
+    return ranked(db, suite, judge, beta)
+
+
+# --- people's verdicts (the app's Annotate page writes them) -------------------------------------------
+def human_verdicts(db: Store | str | Path = DEFAULT_DB, annotator: str | None = None) -> list[dict]:
+    """Every stored verdict of people (one person's with `annotator`), newest first: one dict per
+    battle and dimension with the person, the battle (set_name, question_id, turn, x, y), the order
+    it was shown in, the verdict ('A' = shown first), the winner it names, the note and the queue
+    reason. What the app exports as JSONL and CSV."""
+    from harness.store.views import human_verdicts as read
+
+    return read(open_store(db, must_exist=True), annotator)
+
+
+def undo_human_verdicts(db: Store | str | Path, annotator: str, battle: dict) -> int:
+    """Remove `annotator`'s verdicts (every dimension) on `battle` {set_name, question_id, turn, x,
+    y}: the battle counts with the judges' verdicts again. Returns the number of rows removed."""
+    from harness import views
+
+    return views.undo_human_verdicts(open_store(db, must_exist=True), annotator, battle)

@@ -283,6 +283,11 @@ def test_davidson_two_models_closed_form():
     # Without ties nu is 0 and the ratings are BT's.
     no_ties = ties.davidson(from_arrays(["x", "y"], [0] * 40, [1] * 40, [1.0] * 30 + [0.0] * 10), penalty_c=None)
     assert no_ties.nu == 0.0 and no_ties.ratings["x"] - no_ties.ratings["y"] == pytest.approx(400 * math.log10(3))
+    # Only ties (a judge that always says "tie", or always "A" merged over both orders): nu's MLE is
+    # infinite and nothing orders the models.
+    only_ties = ties.davidson(from_arrays(["x", "y", "z"], [0, 1, 0] * 5, [1, 2, 2] * 5, [0.5] * 15))
+    assert math.isinf(only_ties.nu) and only_ties.tie_share == 1.0 and only_ties.tie_at_equal_strength == 1.0
+    assert set(only_ties.ratings.values()) == {1000.0}
 
 
 def test_davidson_recovers_a_planted_tie_parameter():

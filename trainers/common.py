@@ -7,6 +7,7 @@ torch, transformers, trl and peft are imported inside functions: `import trainer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import shutil
@@ -184,6 +185,52 @@ def training_arguments(plan: Plan) -> dict:
         use_cpu=plan.device == "cpu",  # else transformers picks the accelerator: cuda, or mps on a Mac
         report_to="none", dataloader_num_workers=0, save_strategy="no", disable_tqdm=True,
     )
+
+
+@contextlib.contextmanager
+def reporting_to(progress=None):
+    """While in this block, every Trainer draws one bar on `progress` (the harness's Progress
+    protocol: start / advance / stop; None draws nothing) over its steps, instead of printing TRL's
+    dict of numbers at every logging step: the numbers stay in the log history (training_log), and
+    the caller prints the final ones once (TrainResult). With HARNESS_VERBOSE (harness --verbose)
+    transformers' own printing stays. The bar is installed the way transformers installs its
+    notebook bar: as the module's default progress callback (and printer), put back on exit."""
+    from harness import verbosity
+
+    if verbosity.verbose():
+        yield
+        return
+    import transformers.trainer as hf_trainer
+
+    saved = hf_trainer.PrinterCallback, hf_trainer.DEFAULT_PROGRESS_CALLBACK
+    hf_trainer.PrinterCallback = hf_trainer.DEFAULT_PROGRESS_CALLBACK = _progress_callback(progress)
+    try:
+        yield
+    finally:
+        hf_trainer.PrinterCallback, hf_trainer.DEFAULT_PROGRESS_CALLBACK = saved
+
+
+def _progress_callback(progress):
+    from transformers import TrainerCallback
+
+    class StepBar(TrainerCallback):
+        """Feeds the harness's Progress: one bar per training run, advanced per optimizer step."""
+
+        task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if progress is not None:
+                self.task = progress.start("training", state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress is not None:
+                progress.advance(1, self.task)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if progress is not None:
+                progress.stop()
+
+    return StepBar()
 
 
 def peak_rss_mb() -> float:

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness.cli import browse, judge_eval, read, run, train  # noqa: E402
 from harness.cli import stats  # noqa: E402
+from harness.cli import calibrate as calibrate_cli  # noqa: E402
 from harness.cli.closed import closed_app  # noqa: E402
 from harness.cli import service as service_cli  # noqa: E402
 from harness.cli.render import line, literal  # noqa: E402
@@ -30,9 +31,21 @@ from harness.redact import redact  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Alignment evaluation harness: generate, judge, rate, train, browse.")
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", help="Show the progress bars, logs and warnings of "
+                                          "third-party libraries (tqdm, datasets, TRL, lm-eval); same as "
+                                          "HARNESS_VERBOSE=1.")) -> None:
+    from harness import verbosity
+
+    verbosity.apply(verbose)
+
+
 app.command("run")(run.run)
 app.command("ratings")(run.ratings)
 app.command("judge-eval")(judge_eval.judge_eval)
+app.command("calibrate")(calibrate_cli.calibrate)
 app.command("models")(read.models)
 app.command("sets")(read.sets)
 app.command("answers")(read.answers)

@@ -24,6 +24,10 @@ APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 def app_command(db: Path = ReadOnlyDbOption,
                 port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1.")) -> None:
     """Browse the store: leaderboard, pairwise, answers, judges, runs; annotate as a person."""
+    if not Path(db).exists():  # a typo in --db: the one missing-store error, before Streamlit starts
+        from harness.api import open_store
+
+        open_store(db, must_exist=True)
     sys.exit(subprocess.call(streamlit_command(db, port), env=app_env(db)))
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from harness.cli.render import (DbOption, RichProgress, console, db_option, literal, render_board, render_closed_run,
-                                 say)
+from harness.cli.render import (DbOption, JsonOption, RichProgress, board_json, console, db_option, line, literal, notes,
+                                 print_json, render_board, render_closed_run, say)
 
 
 def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name (quickstart)."),
@@ -23,16 +23,14 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
     """Generate every missing answer of a suite, judge and rate them, run its closed-set tasks.
     Exit 0: everything is stored; 1: some calls failed (run again to retry them); 2: bad input."""
     from harness import api
-    from harness.errors import HarnessError
 
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
     base_dir = None
     if executor or ray_address:  # the flags override the suite's executor field
-        if executor not in (None, "local", "ray"):
-            raise HarnessError(f"--executor: '{executor}': use local or ray")
+        from harness.executors import with_executor
+
         suite, base_dir, _ = api.resolve_suite(suite)
-        update = {"kind": executor or "ray"} | ({"address": ray_address} if ray_address else {})
-        suite = suite.model_copy(update={"executor": suite.executor.model_copy(update=update)})
+        suite = with_executor(suite, executor, ray_address)
     report = api.run(suite, db, stages=chosen, base_dir=base_dir, progress=RichProgress(), on_stage=_render_stage)
     if not report.complete:  # exit 1: finished, but some calls failed; a rerun retries exactly those
         failed = ", ".join(f"{n} {what}" for what, n in report.failures().items() if n)
@@ -43,14 +41,20 @@ def run(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite
 def ratings(suite: str = typer.Argument(..., help="Suite YAML file or built-in suite name."),
             db: Path = db_option("DuckDB file holding the suite's judgments (must exist)."),
             save: bool = typer.Option(True, "--save/--no-save",
-                                      help="Store the board (skipped with a note when the file is read-only).")) -> None:
+                                      help="Store the board (skipped with a note when the file is read-only)."),
+            as_json: bool = JsonOption) -> None:
     """Recompute ratings from the stored judgments and print the leaderboard."""
     from harness import api
 
-    board = api.rate(suite, api.open_store(db, must_exist=True), save=save)
-    render_board(board)
+    # Per-category rows are stored (the app shows them) and in --json, never in the table: a board
+    # neither stored nor printed as JSON skips their bootstrap.
+    board = api.rate(suite, api.open_store(db, must_exist=True), save=save, categories=save or as_json)
+    if as_json:
+        print_json(board_json(board))
+    else:
+        render_board(board)
     if board.not_saved:
-        say(("note:", "yellow"), f" the board was not stored: {board.not_saved}", soft_wrap=True)
+        (notes if as_json else console).print(line(("note:", "yellow"), f" the board was not stored: {board.not_saved}"))
 
 
 def _render_stage(stage: str, report) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import List, Optional
@@ -11,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from harness.cli.render import DbOption, console, literal, say
+from harness.cli.render import DbOption, JsonOption, console, literal, print_json, print_table, say
 
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens of the service (only their hashes are stored).")
 ServerOption = typer.Option(None, "--server", envvar="HARNESS_SERVER",
@@ -53,12 +52,19 @@ def worker(db: Path = DbOption,
            lease_s: float = typer.Option(30.0, "--lease-s", help="Lease length; renewed every third of it."),
            poll_s: float = typer.Option(1.0, "--poll-s", help="Seconds between looks at an empty queue."),
            once: bool = typer.Option(False, "--once", help="Exit when the queue is empty."),
-           parent_pid: Optional[int] = typer.Option(None, "--parent-pid", hidden=True)) -> None:
+           parent_pid: Optional[int] = typer.Option(None, "--parent-pid", hidden=True),
+           executor: Optional[str] = typer.Option(None, "--executor",
+                                                  help="local or ray: where this worker's jobs run (overrides suites)."),
+           ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                     help="Ray cluster host:port for this worker's jobs (implies ray).")
+           ) -> None:
     """Run queued jobs of a store, one at a time (serve starts these; start more on other GPUs/hosts)."""
+    from harness.executors import check_kind
     from harness.service.worker import Worker
 
     _logging()
-    w = Worker(db, lease_s=lease_s, poll_s=poll_s, parent_pid=parent_pid)
+    check_kind(executor)
+    w = Worker(db, lease_s=lease_s, poll_s=poll_s, parent_pid=parent_pid, executor=executor, ray_address=ray_address)
     w.install_signals()
     w.serve_forever(once=once)
 
@@ -148,31 +154,30 @@ def _follow(client, job_id: str) -> dict:
 def jobs(server: Optional[str] = ServerOption, state: Optional[str] = typer.Option(None, "--state"),
          suite: Optional[str] = typer.Option(None, "--suite"),
          submitter: Optional[str] = typer.Option(None, "--submitter"),
-         as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON.")) -> None:
+         as_json: bool = JsonOption) -> None:
     """Jobs of the service, newest first."""
     from harness.service.client import Client
 
     with Client(server) as client:
         rows = client.jobs(state=state, suite=suite, submitter=submitter)
     if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table(title="jobs")
-    for col in ("id", "kind", "suite", "state", "stage", "submitter", "submitted", "made", "cached", "error"):
-        table.add_column(col)
-    for j in rows:
-        table.add_row(*(literal(v if v is not None else "") for v in (
-            j["id"], j["kind"], j["suite"], j["state"], j["stage"], j["submitter"], (j["submitted_at"] or "")[:19],
-            j["calls"]["made"], j["calls"]["cached"], j["error"])))
-    console.print(table)
+        return print_json(rows)
+    columns = [("id", "left")] + [(c, "right" if c in ("made", "cached") else "left") for c in (
+        "kind", "suite", "state", "stage", "submitter", "submitted", "made", "cached", "error")]
+    print_table("jobs", columns, [[("" if v is None else v) for v in (
+        j["id"], j["kind"], j["suite"], j["state"], j["stage"], j["submitter"], (j["submitted_at"] or "")[:19],
+        j["calls"]["made"], j["calls"]["cached"], j["error"])] for j in rows])
 
 
-def job(job_id: str = typer.Argument(...), server: Optional[str] = ServerOption) -> None:
+def job(job_id: str = typer.Argument(...), server: Optional[str] = ServerOption, as_json: bool = JsonOption) -> None:
     """One job: state, stage, progress, calls made and cached, error."""
     from harness.service.client import Client
 
     with Client(server) as client:
-        _print_job(client.job(job_id))
+        found = client.job(job_id)
+    if as_json:
+        return print_json(found)
+    _print_job(found)
 
 
 def _print_job(j: dict) -> None:

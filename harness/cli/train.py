@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from harness.cli.render import RichProgress, console, db_option, line, literal, say
+from harness.cli.render import (JsonOption, ReadDbOption, RichProgress, console, db_option, line, literal, print_json,
+                                 print_table, say)
 
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a model (TRL + peft), register it with its lineage, "
                                                    "optionally evaluate it against its parent.")
@@ -33,6 +34,13 @@ def sft(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[s
 def dpo(recipe: str = RecipeArg, db: Path = TrainDbOption, then_eval: Optional[str] = ThenEvalOption) -> None:
     """DPO (LoRA or full) on (prompt, chosen, rejected) JSONL or pairs mined from the store's verdicts."""
     _train("dpo", recipe, db, then_eval)
+
+
+@train_app.command("reward")
+def reward(recipe: str = RecipeArg, db: Path = TrainDbOption) -> None:
+    """Reward model (LoRA or full, TRL RewardTrainer) on labelled pairs; its held-out pairs are scored
+    right after, in both orders, and stored as a judge-eval run."""
+    _train("reward", recipe, db, None)
 
 
 def _train(method: str, recipe: str, db: Path, then_eval: Optional[str]) -> None:
@@ -55,11 +63,14 @@ def eval_(model: str = typer.Argument(..., help="A trained model's name (as in i
 
 
 def lineage(model: str = typer.Argument(..., help="Any model of the family: base, trained, or a descendant."),
-            db: Path = TrainDbOption) -> None:
+            db: Path = ReadDbOption, as_json: bool = JsonOption) -> None:
     """Show a model's family tree: parents, methods, data, costs, loss, and deltas against the parent."""
     from harness import api
 
-    _render_lineage(api.lineage(model, db), model)
+    tree = api.lineage(model, db)
+    if as_json:
+        return print_json(tree)
+    _render_lineage(tree, model)
 
 
 def _fmt(values: list[float]) -> str:
@@ -74,6 +85,12 @@ def _render_training(result) -> None:
     if result.method == "dpo":
         say(f"rewards/accuracies {_fmt(result.curve('rewards/accuracies'))} · "
             f"rewards/margins {_fmt(result.curve('rewards/margins'))}")
+    held = getattr(result, "held_out", None)
+    if held is not None:
+        m = held.run.subset_metrics.get("all", {})
+        shown = [f"{name} {m[name].value:.3f} [{m[name].ci_low:.3f}, {m[name].ci_high:.3f}]" for name in
+                 ("accuracy", "pair_accuracy", "p_prefer_longer") if name in m and m[name].ci_low is not None]
+        say(f"held out: {held.run.n_items} pairs ({held.run.benchmark}), both orders · " + " · ".join(shown))
     say(f"saved: {result.adapter_path or ''} {result.merged_path or ''}".rstrip())
 
 
@@ -108,16 +125,13 @@ def _render_ratings(report) -> None:
     rows = [r for r in report.ratings if r.method == "bt"]
     columns = sorted({(r.judge_name, r.dimension) for r in rows})
     resampled = "questions" if rows and all(r.ci_kind == "question" for r in rows) else "battles"
-    table = Table(title=literal(f"leaderboard · {report.suite.name} · Bradley–Terry, "
-                                f"{int(report.suite.ratings.level * 100)}% bootstrap CIs ({resampled} resampled)"))
-    table.add_column("model")
-    for judge, dimension in columns:
-        table.add_column(literal(f"{judge}\n{dimension}"), justify="right")
     by_key = {(r.judge_name, r.dimension, r.model): r for r in rows}
-    for model in sorted({r.model for r in rows}):
-        cells = [by_key.get((j, d, model)) for j, d in columns]
-        table.add_row(literal(model), *(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-" for r in cells))
-    console.print(table)
+    models = sorted({r.model for r in rows})
+    print_table(f"leaderboard · {report.suite.name} · Bradley–Terry, {int(report.suite.ratings.level * 100)}% "
+                f"bootstrap CIs ({resampled} resampled)",
+                [("model", "left")] + [(f"{judge}\n{dimension}", "right") for judge, dimension in columns],
+                [[model, *(f"{r.rating:.0f} [{r.ci_low:.0f}, {r.ci_high:.0f}]" if r else "-"
+                           for r in (by_key.get((j, d, model)) for j, d in columns))] for model in models])
 
 
 def _render_lineage(root, highlight: str) -> None:

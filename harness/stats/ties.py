@@ -42,8 +42,8 @@ class TieModel:
 
     @property
     def tie_at_equal_strength(self) -> float:
-        """P(tie) between two equally strong models under the fit: nu / (2 + nu)."""
-        return self.nu / (2 + self.nu)
+        """P(tie) between two equally strong models under the fit: nu / (2 + nu) (1 when nu is infinite)."""
+        return 1.0 if math.isinf(self.nu) else self.nu / (2 + self.nu)
 
 
 def pair_counts(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +93,8 @@ def davidson(frame: Frame, level: float = 0.95, scale: float = 400, base: float 
              penalty_c: float | None = 1.0) -> TieModel:
     """Davidson's tie model by damped Newton from theta = 0, nu = 1 (the log-likelihood is concave;
     the ratings get harness.ratings' L2 penalty, nu none). Without any tie nu's MLE is 0 (and the
-    ratings are BT's): that is returned directly, with a zero-width interval."""
+    ratings are BT's): that is returned directly, with a zero-width interval. With only ties nu's MLE
+    is infinite and every model sits at `initial`."""
     lo, hi, won_lo, won_hi, tied = pair_counts(frame)
     n_models = frame.n_models
     l2 = l2_strength(penalty_c, base)
@@ -117,6 +118,9 @@ def davidson(frame: Frame, level: float = 0.95, scale: float = 400, base: float 
         value = _bt_objective(theta, lo, hi, won_lo, won_hi, l2)[0]
         ratings = dict(zip(frame.models, map(float, to_points(theta, scale, base, initial))))
         return TieModel(ratings, 0.0, 0.0, 0.0, level, 0.0, float(value))
+    if won_lo.sum() + won_hi.sum() == 0:  # only ties: nu's MLE is infinite and no battle orders the models
+        ratings = {m: float(initial) for m in frame.models}
+        return TieModel(ratings, math.inf, math.inf, math.inf, level, tie_share, 0.0)
     x = _maximise(objective, np.zeros(n_models + 1), flat, (won_lo + won_hi + tied).sum())
     value, _, info = objective(x)
     theta = x[:-1] - x[:-1].mean()

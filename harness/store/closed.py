@@ -72,3 +72,12 @@ def known_tasks(store: Store) -> list[tuple[str, str]]:
     """(task, model) pairs with stored results, for error messages."""
     with store.read() as con:
         return con.execute("SELECT DISTINCT task, model FROM closed_tasks ORDER BY 1, 2").fetchall()
+
+
+def latest_result(store: Store, task: str, model: str) -> dict | None:
+    """The latest stored run of `task` for `model` (the one closed_samples reads): result_key,
+    output_type and settings_json (which holds the `lm_eval` command, and so the task's folder)."""
+    with store.read() as con:
+        row = con.execute("SELECT result_key, output_type, settings_json FROM closed_tasks WHERE task = ? AND model = ?"
+                          " ORDER BY created_at DESC LIMIT 1", [task, model]).fetchone()
+    return None if row is None else dict(zip(("result_key", "output_type", "settings_json"), row))
