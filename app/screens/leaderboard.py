@@ -113,17 +113,11 @@ def _board_section(suite, rows, method, live, marks, category, set_name) -> None
                                       board_view.panel_marks(marks or [], judge, dimension) if marks is not None
                                       else None)
         st.subheader(f"{judge} / {dimension}")
-        # Side by side where the page is wide enough, the chart under the table where it is not (800 px):
-        # a wrapping row of two fixed-width boxes, not columns, which squeeze both instead.
-        with st.container(horizontal=True, wrap=True, gap="medium"):
-            with st.container(width=TABLE_WIDTH):
-                _table(table, suite, judge, dimension)
-            with st.container(width=CHART_WIDTH):
-                st.altair_chart(charts.ratings_with_ci(_chart_frame(mine, method, table), METHOD_LABEL[method]),
-                                width="stretch")
-
-
-TABLE_WIDTH, CHART_WIDTH = 620, 420  # pixels: both fit beside each other from about a 1,300 px window
+        # The chart under its table, both the page's width: side by side (columns) squeezed the table's
+        # columns out of sight and cut the chart at 800 px, and at 1,400 px the two do not fit either.
+        _table(table, suite, judge, dimension)
+        st.altair_chart(charts.ratings_with_ci(_chart_frame(mine, method, table), METHOD_LABEL[method]),
+                        width="stretch")
 
 
 def _win_rates(suite, judge, dimension, rows, live, category, set_name) -> dict[str, float]:
