@@ -67,12 +67,18 @@ def test_a_ray_suite_submitted_to_the_service_runs_on_both_nodes(cluster, stub, 
             job = wait_job(client, r.json()["id"], timeout=300)
     finally:
         service.stop()
+    finished_on_every_node(job, earlier, cluster)
+    answers, judgments = local_store(tmp_path, stub, data)
+    assert sorted(table(db, ANSWER_KEYS)) == answers and sorted(table(db, JUDGMENTS)) == judgments
+
+
+def finished_on_every_node(job: dict, earlier: set, cluster) -> None:
+    """The job finished complete, and every model's and judge's actors (started after `earlier`)
+    ran on both nodes, by Ray's own records."""
     assert job["state"] == "finished" and job["result"]["complete"] is True, job
     placed = placed_on(earlier)
     for what in BACKENDS:
         assert placed.get(what) == set(cluster.nodes.values()), f"{what}: {placed}"
-    answers, judgments = local_store(tmp_path, stub, data)
-    assert sorted(table(db, ANSWER_KEYS)) == answers and sorted(table(db, JUDGMENTS)) == judgments
 
 
 def test_a_worker_with_the_ray_executor_runs_a_plain_suite_on_the_cluster(cluster, stub, tmp_path):
@@ -93,10 +99,7 @@ def test_a_worker_with_the_ray_executor_runs_a_plain_suite_on_the_cluster(cluste
             job = client.get(f"/v1/jobs/{r.json()['id']}").json()
     finally:
         service.stop()
-    assert job["state"] == "finished" and job["result"]["complete"] is True, job
-    placed = placed_on(earlier)
-    for what in BACKENDS:
-        assert placed.get(what) == set(cluster.nodes.values()), f"{what}: {placed}"
+    finished_on_every_node(job, earlier, cluster)
 
 
 def test_a_job_on_the_cluster_holds_no_resource_of_the_service_host(tiny_model_path):
