@@ -45,3 +45,13 @@ def apply(verbose_flag: bool = False) -> None:
     warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def third_party_stderr():
+    """A context in which what libraries write to sys.stderr (lm-eval's tqdm bars, which it opens
+    with an explicit `disable=False` that TQDM_DISABLE cannot override) is dropped, unless verbose.
+    The harness's own rich progress keeps the stream it was given, so it still draws."""
+    import contextlib
+    import io
+
+    return contextlib.nullcontext() if verbose() else contextlib.redirect_stderr(io.StringIO())

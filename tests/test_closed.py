@@ -256,3 +256,11 @@ def test_quickstart_closed_set_task_is_built_in(tmp_path):
     task = materialize(spec, 0, tmp_path, "quickstart")  # a folder unrelated to the package
     text = next(task.include_dir.glob("*.yaml")).read_text()
     assert "quickstart_knowledge.jsonl" in text and "output_type: multiple_choice" in text
+
+
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_lm_evals_own_progress_bars_show_only_when_asked_for(tmp_path, tiny_model_path, shared_data, capsys,
+                                                             monkeypatch, verbose):
+    monkeypatch.setenv("HARNESS_VERBOSE", verbose)
+    run_closed(tiny_suite(tiny_model_path, [mmlu(shared_data, limit=2)]), Path("."), Store(tmp_path / "h.duckdb"))
+    assert ("Running loglikelihood requests" in capsys.readouterr().err) is bool(verbose)

@@ -25,6 +25,7 @@ from harness.models.base import create_backend, stable_hash
 from harness.runner import Progress, _Silent, recorded_run
 from harness.store import Store
 from harness.store import closed as cq
+from harness.verbosity import third_party_stderr
 
 
 @dataclass
@@ -234,11 +235,12 @@ def _evaluate(unit: _Unit, lm) -> Evaluated:
     manager = task_manager([unit.task])
     logging.getLogger("lm_eval").setLevel(logging.WARNING)  # our progress bar, not its INFO lines
     started = time.perf_counter()
-    results = simple_evaluate(
-        model=lm.instance, tasks=[name], task_manager=manager, num_fewshot=unit.settings["num_fewshot"],
-        limit=unit.settings["limit"], apply_chat_template=unit.settings["apply_chat_template"],
-        log_samples=True,
-    )
+    with third_party_stderr():
+        results = simple_evaluate(
+            model=lm.instance, tasks=[name], task_manager=manager, num_fewshot=unit.settings["num_fewshot"],
+            limit=unit.settings["limit"], apply_chat_template=unit.settings["apply_chat_template"],
+            log_samples=True,
+        )
     wall_s = time.perf_counter() - started
     cli = cli_command(lm, unit.task.include_dir, name, unit.settings)
     return Evaluated({k: results.get(k) for k in RESULT_PARTS}, wall_s, cli, dict(lm.args))
