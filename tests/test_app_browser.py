@@ -18,8 +18,9 @@ import yaml
 from tests.conftest import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium")]
+# Every browser test's one condition (here, the Judges page's in test_judge_eval, the service's Submit page)
+NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium")
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = [str(Path(sys.executable).parent / "harness")] if (Path(sys.executable).parent / "harness").exists() \
     else [sys.executable, "-m", "harness.cli"]

@@ -23,6 +23,8 @@ from judges.llm import LLMJudge
 from judges.meta import fastchat_agreement, load_mt_bench_pairs_with_text, load_mt_bench_votes
 from judges.parse import choice_output
 
+from tests.test_app_browser import NEEDS_CHROMIUM
+
 from .test_judges import VerdictBackend, generate, suite_of
 
 runner = CliRunner()
@@ -425,15 +427,12 @@ def test_a_judges_card_shows_its_notes_and_where_it_is_at_chance(tmp_path, monke
 
 
 @pytest.mark.slow
+@NEEDS_CHROMIUM
 def test_the_judges_page_in_a_browser_shows_the_apis_evaluator_leaderboard(tmp_path, shared_data):
     """`harness app` in headless Chromium: the leaderboard's rows are the API's, and `?judge=NAME`
     opens that judge's card."""
-    from pathlib import Path
+    from tests.test_app_browser import app_and_browser, full_page_shot, settle
 
-    from tests.test_app_browser import CHROMIUM, app_and_browser, full_page_shot, settle
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     from playwright.sync_api import expect
 
     from harness.judge_eval_board import format_ci, format_value

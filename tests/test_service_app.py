@@ -6,20 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.stub_server import StubServer
-from tests.test_app_browser import _up, free_port
+from tests.test_app_browser import ARGS, CHROMIUM, NEEDS_CHROMIUM, _up, free_port
 from tests.test_service import REPO, Service, suite_text, token_for, wait_until, write_questions
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason=f"{CHROMIUM} is missing: apt-get install chromium")]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 def test_the_submit_page_submits_a_pasted_suite_and_shows_it_finishing(tmp_path):
