@@ -140,19 +140,28 @@ class LabelledPair:
 def json_array_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """Rows of a JSON array, each with a location `file: item N` for error messages."""
     path = Path(path)
+    yield from object_rows(load_json(path), str(path))
+
+
+def load_json(path: Path):
+    """A JSON file's value; a missing or unreadable file is a one-line DataError."""
     if not path.is_file():
         raise DataError(f"{path}: file not found: check the path")
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg}): expected a JSON array of objects") from None
+
+
+def object_rows(rows, where: str) -> Iterator[tuple[str, dict]]:
+    """The objects of `rows` (a JSON array found at `where`), each with its location `where: item N`."""
     if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON array of objects, got {type(rows).__name__}")
+        raise DataError(f"{where}: expected a JSON array of objects, got {type(rows).__name__}")
     for number, row in enumerate(rows):
-        where = f"{path}: item {number}"
+        item = f"{where}: item {number}"
         if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield where, row
+            raise DataError(f"{item}: expected a JSON object, got {type(row).__name__}")
+        yield item, row
 
 
 def field_of(where: str, row: dict, key: str, kind: type | tuple[type, ...], fix: str):
@@ -336,22 +345,14 @@ def load_rewardbench(path: Path) -> list[LabelledPair]:
 def load_evalbiasbench(path: Path) -> list[LabelledPair]:
     """EvalBiasBench: a JSON array of rows, or an object {bias: [rows]} as in the OffsetBias repository."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg}): expected an array of rows") from None
-    if isinstance(data, dict):
-        groups = [(f"{path}: '{bias}' item", rows) for bias, rows in data.items()]
+    data = load_json(path)
+    if isinstance(data, dict):  # the repository's layout: rows grouped by bias
+        groups = [(f"{path}: '{bias}'", rows) for bias, rows in data.items()]
     else:
-        groups = [(f"{path}: item", [row for _, row in json_array_rows(path)])]
+        groups = [(str(path), data)]
     pairs, counts = [], defaultdict(int)
-    for prefix, rows in groups:
-        if not isinstance(rows, list):
-            raise DataError(f"{prefix[:-5]}: expected an array of rows")
-        for n, row in enumerate(rows):
-            where = f"{prefix} {n}"
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object")
+    for where_group, rows in groups:
+        for where, row in object_rows(rows, where_group):
             bias = field_of(where, row, "bias", str, "give the bias type (e.g. length bias)")
             pairs.append(LabelledPair(f"{bias}:{counts[bias]}", bias, (_text(where, row, "instruction"),),
                                       _text(where, row, "response1"), _text(where, row, "response2"),

@@ -36,22 +36,19 @@ _FASTCHAT_WINNER = {"model_1": "model_a", "model_2": "model_b", "tie": "tie"}
 PANDA_LABELS = (0, 1, 2)  # 0 = tie, 1 = response1 better, 2 = response2 better
 
 
-# ---------------------------------------------------------------- reading files
-
-
-_json_array_rows = json_array_rows
-_field = field_of
+# ---------------------------------------------------------------- reading files (judges.labelled: the
+# readers and field checks shared with every labelled-pairs loader)
 
 
 def _name(where: str, row: dict, key: str) -> str:
-    value = _field(where, row, key, str, "give a non-empty string")
+    value = field_of(where, row, key, str, "give a non-empty string")
     if not value.strip():
         raise DataError(f"{where}: field '{key}': empty: give a non-empty string")
     return value
 
 
 def _turn(where: str, row: dict) -> int:
-    turn = _field(where, row, "turn", int, "give the turn number (1 or 2)")
+    turn = field_of(where, row, "turn", int, "give the turn number (1 or 2)")
     if turn < 1:
         raise DataError(f"{where}: field 'turn': {turn} is not a turn number: give 1 or 2")
     return turn
@@ -77,7 +74,7 @@ class Vote:
 
 
 def _vote_from_row(where: str, row: dict) -> Vote:
-    winner = _field(where, row, "winner", str, f"use one of {', '.join(WINNERS)}")
+    winner = field_of(where, row, "winner", str, f"use one of {', '.join(WINNERS)}")
     # The gpt4_pair split of lmsys/mt_bench_human_judgments writes "tie (inconsistent)";
     # FastChat counts any winner containing "tie" as a tie (compute_agreement.convertvote).
     if winner == "tie (inconsistent)":
@@ -88,7 +85,7 @@ def _vote_from_row(where: str, row: dict) -> Vote:
     if model_a == model_b:
         raise DataError(f"{where}: field 'model_b': same as model_a ({model_a!r}): a vote compares two models")
     return Vote(
-        question_id=_field(where, row, "question_id", (int, str), "give the MT-Bench question_id"),
+        question_id=field_of(where, row, "question_id", (int, str), "give the MT-Bench question_id"),
         model_a=model_a,
         model_b=model_b,
         turn=_turn(where, row),
@@ -108,7 +105,7 @@ def load_mt_bench_votes(path: Path) -> list[Vote]:
 def _turn_texts(where: str, row: dict, side: str, turn: int) -> tuple[str, str]:
     """(user message, assistant answer) of `turn` in conversation_<side>."""
     key = f"conversation_{side}"
-    conversation = _field(where, row, key, list, "give the conversation as a list of {role, content} messages")
+    conversation = field_of(where, row, key, list, "give the conversation as a list of {role, content} messages")
     first = 2 * (turn - 1)
     messages = conversation[first : first + 2]
     expected = ("user", "assistant")
@@ -224,7 +221,7 @@ def load_fastchat_pair_judgments(path: Path) -> list[Vote]:
         where = f"{path}:{lineno}"
         games = []
         for key in ("g1_winner", "g2_winner"):
-            winner = _field(where, row, key, str, "use model_1, model_2, tie or error")
+            winner = field_of(where, row, key, str, "use model_1, model_2, tie or error")
             if winner not in _FASTCHAT_WINNER and winner != "error":
                 raise DataError(
                     f"{where}: field '{key}': {winner!r} is not a verdict: use model_1, model_2, tie or error"
@@ -235,7 +232,7 @@ def load_fastchat_pair_judgments(path: Path) -> list[Vote]:
             continue
         winner = _FASTCHAT_WINNER[games[0]] if games[0] == games[1] else "tie"
         model_a, model_b = _name(where, row, "model_1"), _name(where, row, "model_2")
-        question_id = _field(where, row, "question_id", (int, str), "give the question_id")
+        question_id = field_of(where, row, "question_id", (int, str), "give the question_id")
         votes.append(Vote(question_id, model_a, model_b, _turn(where, row), judge, winner))
     return votes
 
@@ -250,10 +247,10 @@ def load_fastchat_single_judgments(path: Path) -> list[SingleScore]:
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         _judge_name(where, row)
-        score = _field(where, row, "score", (int, float), "give the numeric score (-1 when unparsed)")
+        score = field_of(where, row, "score", (int, float), "give the numeric score (-1 when unparsed)")
         if score == -1:
             continue
-        question_id = _field(where, row, "question_id", (int, str), "give the question_id")
+        question_id = field_of(where, row, "question_id", (int, str), "give the question_id")
         scores.append(SingleScore(_name(where, row, "model"), question_id, _turn(where, row), float(score)))
     return scores
 
@@ -355,14 +352,14 @@ def majority_label(labels: Sequence[int]) -> int:
 
 
 def _panda_label(where: str, row: dict, key: str) -> int:
-    value = _field(where, row, key, int, "use 0 (tie), 1 (response1 better) or 2 (response2 better)")
+    value = field_of(where, row, key, int, "use 0 (tie), 1 (response1 better) or 2 (response2 better)")
     if value not in PANDA_LABELS:
         raise DataError(f"{where}: field '{key}': {value} is not a label: use 0, 1 or 2")
     return value
 
 
 def _panda_idx(where: str, row: dict, seen: set[int]) -> int:
-    idx = _field(where, row, "idx", int, "give the item's integer idx")
+    idx = field_of(where, row, "idx", int, "give the item's integer idx")
     if idx in seen:
         raise DataError(f"{where}: field 'idx': duplicate idx {idx}: each item once")
     seen.add(idx)
@@ -384,7 +381,7 @@ def _panda_text(where: str, row: dict, key: str) -> str:
 def load_pandalm_testset(path: Path) -> list[PandaItem]:
     """PandaLM's human-annotated `testset-v1.json` (999 items, three annotators each)."""
     items, seen = [], set()
-    for where, row in _json_array_rows(path):
+    for where, row in json_array_rows(path):
         idx = _panda_idx(where, row, seen)
         where = f"{where} (idx {idx})"
         annotators = tuple(_panda_label(where, row, f"annotator{i}") for i in (1, 2, 3))
@@ -411,7 +408,7 @@ def load_pandalm_released(path: Path) -> dict[int, int]:
     """PandaLM-7B's released verdicts (`pandalm-7b-testset-v1.json`): idx -> 0/1/2."""
     verdicts: dict[int, int] = {}
     seen: set[int] = set()
-    for where, row in _json_array_rows(path):
+    for where, row in json_array_rows(path):
         idx = _panda_idx(where, row, seen)
         verdicts[idx] = _panda_label(f"{where} (idx {idx})", row, "pandalm_result")
     return verdicts
@@ -431,9 +428,9 @@ def load_gpt35_released(path: Path) -> dict[int, int]:
     """
     verdicts: dict[int, int] = {}
     seen: set[int] = set()
-    for where, row in _json_array_rows(path):
+    for where, row in json_array_rows(path):
         idx = _panda_idx(where, row, seen)
-        text = _field(f"{where} (idx {idx})", row, "gpt_result", str, "give the verdict as text")
+        text = field_of(f"{where} (idx {idx})", row, "gpt_result", str, "give the verdict as text")
         if text not in _GPT_VERDICTS:
             raise DataError(
                 f"{where} (idx {idx}): field 'gpt_result': {text[:40]!r} is not a verdict: "
