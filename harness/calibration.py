@@ -35,7 +35,7 @@ from harness.store import Store
 from judges.agreement import Metric, agreement_metrics, agreement_per_item
 from judges.base import Judge, PairItem
 from judges.calibration import (Sample, bpc_distribution, bpc_margin, bpc_verdict, entropy_ranking, item_entropy,
-                                mec_verdict, paired_ratio_difference, sample_judges, top_fraction)
+                                margin_of, mec_verdict, paired_ratio_difference, sample_judges, top_fraction)
 from judges.merge import JudgmentRow, merge_orders
 from judges.labelled import LabelledPair, load_labelled
 from judges.meta import Vote, votes_of
@@ -336,9 +336,10 @@ def annotate_priority(db, suite, judge: str, beta: float | None = None) -> list[
         per.setdefault(((s, q, t, x, y), dim), []).append(Sample(1 if ma == x else 2, verdict, lp))
     battles: dict[tuple, tuple[float, float, int]] = {}
     for (battle, _), got in per.items():
-        entropy, margin = item_entropy(got), bpc_margin(got)
-        if bpc_distribution(got) is None:  # nothing parsed: as unsure as it gets
-            entropy = float("inf")
+        distribution = bpc_distribution(got)  # once: it is most of this loop's time on a large store
+        # nothing parsed: as unsure as it gets
+        entropy = item_entropy(got) if distribution is not None else float("inf")
+        margin = margin_of(distribution)
         old = battles.get(battle, (-1.0, 2.0, 0))
         battles[battle] = (max(old[0], entropy), min(old[1], margin), old[2] + sum(x.verdict is not None for x in got))
     ranked = entropy_ranking({b: v[0] for b, v in battles.items()}, {b: v[1] for b, v in battles.items()})

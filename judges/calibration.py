@@ -151,7 +151,11 @@ def top_fraction(ranking: Sequence, beta: float) -> list:
 
 def bpc_margin(samples: Sequence[Sample]) -> float:
     """|P(A) - P(B)| of the BPC distribution (0 when nothing parsed): how close the call is."""
-    distribution = bpc_distribution(samples)
+    return margin_of(bpc_distribution(samples))
+
+
+def margin_of(distribution: Distribution | None) -> float:
+    """|P(A) - P(B)| of a distribution, 0 for none."""
     return abs(distribution[0] - distribution[1]) if distribution else 0.0
 
 
