@@ -271,6 +271,38 @@ def test_annotate_shows_the_true_queue_and_progress_then_undo_and_edit(tmp_path,
     assert api.human_verdicts(path, "zoe") == []
 
 
+def test_the_battle_shown_stays_put_while_a_run_reorders_the_queue(tmp_path, monkeypatch):
+    """A run writing judgments reorders the queue between reruns; the battle a person is choosing on
+    must not change under them (their choices were lost on save when it did)."""
+    from app import data
+
+    path = tmp_path / "reorder.duckdb"
+    build_store(path, lineage=False)
+    monkeypatch.setenv("HARNESS_APP_DB", str(path))
+    real, calls = views.annotation_queue, []
+
+    def reordered_after_the_first_read(*args, **kwargs):
+        calls.append(1)
+        queue = real(*args, **kwargs)
+        return queue if len(calls) == 1 else queue[::-1]
+
+    monkeypatch.setattr(views, "annotation_queue", reordered_after_the_first_read)
+    data._cached.clear()
+    at = run_page("annotate", ann_name="kim")
+    radios = [r for r in at.radio if r.key.startswith("v-")]
+    for r in radios:
+        r.set_value("Response 1 is better")
+    data._cached.clear()  # the next rerun reads the (now reversed) queue again
+    at.run()
+    assert len(calls) >= 2
+    assert [(r.key, r.value) for r in at.radio if r.key.startswith("v-")] == [
+        (r.key, "Response 1 is better") for r in radios]
+    at.button(key="ann_save").click().run()
+    saved = api.human_verdicts(path, "kim")
+    shown = radios[0].key.split("-", 1)[1].rsplit("-", 1)[0]
+    assert {"|".join(str(r[k]) for k in ("set_name", "question_id", "turn", "x", "y")) for r in saved} == {shown}
+
+
 def test_the_note_is_a_text_area_and_saving_needs_every_dimension(tmp_path, monkeypatch):
     path = tmp_path / "note.duckdb"
     build_store(path, lineage=False)

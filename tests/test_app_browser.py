@@ -323,6 +323,9 @@ def assert_board_is_the_api(page, db: Path, suite: str) -> None:
     from tests.test_app_board import expected_board
 
     expected = expected_board(db, suite, "bt")
+    # each grid fills its accessible table after it draws, on its own schedule: wait for all of them
+    page.wait_for_function(f"() => ({BOARD_JS})().filter(p => p[1].length > 0).length >= {len(expected)}",
+                           timeout=60_000)
     drawn = board_in_browser(page)
     assert list(drawn) == list(expected)
     for panel, rows in expected.items():

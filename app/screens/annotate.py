@@ -39,7 +39,7 @@ def render() -> None:
         return
     queue = [q for q in load("annotation_queue", suite, name, tuple(reasons), None, progress="Reading the queue...")
              if _key(q) not in _skipped()]
-    item = st.session_state.get("ann_current") or (queue[0] if queue else None)
+    item = st.session_state.get("ann_current") or _shown_next(queue)
     _progress(suite, name, queue)
     if item is None:
         st.info("Nothing left to settle in this queue.")
@@ -51,6 +51,15 @@ def render() -> None:
 
 def _key(item: dict) -> str:
     return "|".join(str(item[k]) for k in BATTLE_KEY)
+
+
+def _shown_next(queue: list[dict]) -> dict | None:
+    """The battle shown on the last rerun while it is still queued, else the queue's head: a run
+    writing judgments reorders the queue, and the battle must not change under a person's choices."""
+    showing = st.session_state.get("ann_showing")
+    item = next((q for q in queue if _key(q) == showing), queue[0] if queue else None)
+    st.session_state["ann_showing"] = _key(item) if item else None
+    return item
 
 
 def _skipped() -> set:
