@@ -24,6 +24,7 @@ METRIC_LABELS = {
     "macro_recall": "macro recall",
     "macro_f1": "macro F1",
     "cohen_kappa": "Cohen's kappa",
+    "members_alpha": "members' Krippendorff's alpha (panel)",
     "agreement_with_ties": "human agreement, with ties",
     "agreement_without_ties": "human agreement, without ties",
     "tie_rate": "tie rate",
@@ -114,7 +115,7 @@ def format_value(metric: str, value: float | None) -> str:
     """A metric's value as shown: rates in percent, kappa as a number, per-1,000 figures as amounts."""
     if value is None:
         return "n/a"
-    if metric == "cohen_kappa":
+    if metric in ("cohen_kappa", "members_alpha") or metric.startswith("kappa: "):  # kappa: X vs Y, a panel's
         return f"{value:.3f}"
     if metric == "cost_per_1000":
         return f"${value:.4f}"

@@ -29,10 +29,11 @@ from harness.errors import BackendError, HarnessError
 from harness.models.base import stable_hash
 from harness.store import Store
 from judges.agreement import Metric, PairOutcome, agreement_metrics, flip, pair_metrics, per_thousand
-from judges.base import Judge, PairItem
+from judges.base import Judge, JudgeOutput, PairItem
 from judges.labelled import LabelledPair, subsets
 from judges.merge import POLICIES, JudgmentRow, merge_orders
 from judges.meta import votes_of
+from judges.panel import member_agreement
 from judges.parse import choice_logprobs, verdict_tag
 
 ALL = "all"
@@ -84,6 +85,7 @@ class Part:
     started: float
     item_keys: list[str] = field(default_factory=list)
     new_items: list[dict] = field(default_factory=list)
+    rows: dict[str, dict] = field(default_factory=dict)  # item key -> its stored row, every call of the run
 
 
 def new_part(judge_name: str, fingerprint: str, source: str, benchmark: str, files: list[Path], settings: dict,
@@ -246,6 +248,41 @@ def judge_and_store(judge: Judge, todo: list, row_of, store: Store | None, progr
     return rows_by_key
 
 
+def panel_rows(panel, members: list[Part], calls: list[Call], part: Part, store: Store | None
+               ) -> tuple[dict[str, dict], dict[str, dict]]:
+    """A panel's row per call from its members' stored rows (`members`: each member's run on the same
+    pairs), combined by the panel's own rule (judges.panel), and stored; no judge is asked again.
+    Also each member's verdicts as shown, {member: {(pair id, orientation): verdict}}, for agreement."""
+    from harness.store import judge_eval as sql
+
+    dimension = panel.dimensions[0]
+    shown = {m.run.judge_name: {(r["item_id"], r["item_order"]): r for r in m.rows.values()} for m in members}
+    rows = {}
+    for c in calls:
+        mine = [shown[m.name][(c.pair.id, c.orientation)] for m in panel.members]
+        output = panel.combined([JudgeOutput(raw=r["raw_output"], verdicts={dimension: r["verdict"]} if r["verdict"]
+                                             else {}, attempts=r["attempts"]) for r in mine], dimension)
+        verdict = output.verdicts.get(dimension)
+        tokens = tuple(_sum_known(r[k] for r in mine) for k in ("tokens_in", "tokens_out"))
+        rows[c.key] = item_row(part, c.key, c.pair.id, c.orientation, *_shown(c.orientation), verdict,
+                               verdict is not None, output.raw, _labels_as_shown(c.pair, c.orientation),
+                               c.pair.gold if c.orientation == 1 else flip(c.pair.gold), output.attempts, None,
+                               c.pair.subset, tokens, _sum_known(r["seconds"] for r in mine))
+    if store is not None:
+        with store.write() as con:
+            sql.insert_items(con, list(rows.values()))  # one already stored is kept as it is
+    part.run.n_calls = sum(m.run.n_calls for m in members)
+    part.run.n_cached = sum(m.run.n_cached for m in members)
+    labels = {name: {unit: r["verdict"] for unit, r in by_unit.items() if r["verdict"] is not None}
+              for name, by_unit in shown.items()}
+    return rows, labels
+
+
+def _sum_known(values) -> float | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
 def _judgment_row(c: Call, stored: dict, judge_name: str, dimension: str) -> JudgmentRow:
     lp = (stored["choice_lp_1"], stored["choice_lp_2"], stored["choice_lp_tie"])
     a, b = c.item.answers_a[-1], c.item.answers_b[-1]
@@ -332,12 +369,21 @@ def evaluate_pairs(judge: Judge, pairs: Sequence[LabelledPair], benchmark: str, 
                 "level": level, "pairs": len(pairs)}
     part = new_part(judge.name, fingerprint, "live", benchmark, list(data_files), settings, data_hash)
     calls = calls_for(pairs, fingerprint, benchmark, tag_salt(store), seed)
-    done = judge_calls(judge, calls, part, store, progress)
-    part.item_keys = [c.key for c in calls]
+    member_labels = None
+    if isinstance(getattr(judge, "members", None), list):  # a panel: its members' runs, their verdicts combined
+        members = [evaluate_pairs(m, pairs, benchmark, store, data_files=data_files, seed=seed, merge=merge,
+                                  rounds=rounds, level=level, prices=prices, progress=progress, settings=settings,
+                                  data_hash=data_hash)[0] for m in judge.members]
+        done, member_labels = panel_rows(judge, members, calls, part, store)
+    else:
+        done = judge_calls(judge, calls, part, store, progress)
+    part.item_keys, part.rows = [c.key for c in calls], done
     outcomes, judge_votes = outcomes_of(calls, done, judge.name, dimension, merge, seed)
     by_subset = metrics_by_subset(pairs, outcomes, judge_votes, judge.name, three_way, rounds, level, seed)
     costs, part.run.totals = cost_metrics([done[c.key] for c in calls], judge.name, prices)
     by_subset[ALL] |= costs
+    if member_labels is not None:
+        by_subset[ALL] |= {m.name: m for m in member_agreement(member_labels, lambda unit: unit[0], rounds, level, seed)}
     set_metrics(part.run, by_subset)
     part.run.n_items = len(pairs)
     part.run.n_parsed = sum(all(v is not None for v in o.verdicts.values()) for o in outcomes)

@@ -50,7 +50,8 @@ class Metric:
 # ---------------------------------------------------------------- bootstrap intervals
 
 
-def _quantiles(samples: np.ndarray, level: float) -> tuple[float | None, float | None]:
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    """The central `level` interval of bootstrap samples (nan samples, undefined there, left out)."""
     samples = samples[~np.isnan(samples)]
     if not samples.size:
         return None, None
@@ -66,7 +67,7 @@ def ratio_ci(num: Sequence[int], den: Sequence[int], rounds: int, level: float, 
     idx = np.random.default_rng(seed).integers(0, len(num_a), size=(rounds, len(num_a)))
     n, d = num_a[idx].sum(axis=1), den_a[idx].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _quantiles(np.where(d > 0, n / np.where(d > 0, d, 1), np.nan), level)
+        return percentile_interval(np.where(d > 0, n / np.where(d > 0, d, 1), np.nan), level)
 
 
 def classification_cis(y_true: np.ndarray, y_pred: np.ndarray, rounds: int, level: float, seed: int,
@@ -93,11 +94,11 @@ def classification_cis(y_true: np.ndarray, y_pred: np.ndarray, rounds: int, leve
     chance = sum((t == v).mean(axis=1) * (p == v).mean(axis=1) for v in np.union1d(y_true, y_pred))
     with np.errstate(invalid="ignore", divide="ignore"):
         kappa = np.where(chance < 1, (observed - chance) / np.where(chance < 1, 1 - chance, 1), np.nan)
-    return {"accuracy_3way": _quantiles(observed, level),
-            "macro_precision": _quantiles(np.mean(precisions, axis=0), level),
-            "macro_recall": _quantiles(np.mean(recalls, axis=0), level),
-            "macro_f1": _quantiles(np.mean(f1s, axis=0), level),
-            "cohen_kappa": _quantiles(kappa, level)}
+    return {"accuracy_3way": percentile_interval(observed, level),
+            "macro_precision": percentile_interval(np.mean(precisions, axis=0), level),
+            "macro_recall": percentile_interval(np.mean(recalls, axis=0), level),
+            "macro_f1": percentile_interval(np.mean(f1s, axis=0), level),
+            "cohen_kappa": percentile_interval(kappa, level)}
 
 
 # ---------------------------------------------------------------- agreement (votes vs votes)

@@ -20,8 +20,11 @@ import math
 from collections import Counter
 from typing import Hashable, Mapping, Sequence
 
+import numpy as np
+
 from harness.errors import ConfigError
 from harness.models.base import stable_hash
+from judges.agreement import Metric, percentile_interval
 from judges.base import Judge, JudgeOutput
 from judges.meta import cohen_kappa
 
@@ -93,10 +96,10 @@ class PanelJudge:
 
     def judge(self, items: list) -> list[dict[str, JudgeOutput]]:
         answers = [member.judge(items) for member in self.members]
-        return [{d: self._combined([per_member[i].get(d) for per_member in answers], d) for d in self.dimensions}
+        return [{d: self.combined([per_member[i].get(d) for per_member in answers], d) for d in self.dimensions}
                 for i in range(len(items))]
 
-    def _combined(self, outputs: list[JudgeOutput | None], dimension: str) -> JudgeOutput:
+    def combined(self, outputs: list[JudgeOutput | None], dimension: str) -> JudgeOutput:
         errors = [f"{m.name}: {o.error}" for m, o in zip(self.members, outputs) if o is not None and o.error]
         if errors:
             return JudgeOutput(raw="", error="; ".join(errors))
@@ -162,3 +165,72 @@ def agreement_units(labels: Mapping[str, Mapping[Hashable, str]]) -> list[list[s
     judges = sorted(labels)
     items = sorted({i for per in labels.values() for i in per}, key=repr)
     return [[labels[j].get(i) for j in judges] for i in items]
+
+
+# ---------------------------------------------------------------- the same, with bootstrap intervals
+
+
+def _confusions(x: Mapping[Hashable, str], y: Mapping[Hashable, str], clusters: Sequence[Hashable],
+                cluster_of) -> np.ndarray:
+    """(clusters, 3, 3): per cluster of items, how often x said row and y said column."""
+    index = {c: i for i, c in enumerate(clusters)}
+    out = np.zeros((len(clusters), len(VERDICTS), len(VERDICTS)))
+    for item in set(x) & set(y):
+        out[index[cluster_of(item)], VERDICTS.index(x[item]), VERDICTS.index(y[item])] += 1
+    return out
+
+
+def _coincidences(labels: Mapping[str, Mapping[Hashable, str]], clusters: Sequence[Hashable], cluster_of) -> np.ndarray:
+    """(clusters, 3, 3): per cluster, Krippendorff's coincidence counts (each pairable item adds
+    1 / (m - 1) for every ordered pair of its m labels)."""
+    index = {c: i for i, c in enumerate(clusters)}
+    out = np.zeros((len(clusters), len(VERDICTS), len(VERDICTS)))
+    for item, unit in zip(sorted({i for per in labels.values() for i in per}, key=repr), agreement_units(labels)):
+        values = [VERDICTS.index(v) for v in unit if v is not None]
+        for i, j in itertools.permutations(range(len(values)), 2):
+            out[index[cluster_of(item)], values[i], values[j]] += 1 / (len(values) - 1)
+    return out
+
+
+def _kappas(confusion: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of each (..., 3, 3) confusion matrix; nan where undefined (as cohen_kappa)."""
+    n = confusion.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.trace(confusion, axis1=-2, axis2=-1) / n
+        chance = (confusion.sum(axis=-1) * confusion.sum(axis=-2)).sum(axis=-1) / n ** 2
+        return np.where(chance < 1, (observed - chance) / (1 - chance), np.nan)
+
+
+def _alphas(coincidence: np.ndarray) -> np.ndarray:
+    """Krippendorff's nominal alpha of each (..., 3, 3) coincidence matrix; nan where undefined."""
+    totals = coincidence.sum(axis=-1)
+    n = totals.sum(axis=-1)
+    observed = coincidence.sum(axis=(-2, -1)) - np.trace(coincidence, axis1=-2, axis2=-1)
+    expected = n ** 2 - (totals ** 2).sum(axis=-1)  # sum over c != k of n_c * n_k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n >= 2) & (expected > 0), 1 - (n - 1) * observed / expected, np.nan)
+
+
+def member_agreement(labels: Mapping[str, Mapping[Hashable, str]], cluster_of, rounds: int, level: float,
+                     seed: int) -> list[Metric]:
+    """Inter-judge agreement of a panel's members as stored metrics: Krippendorff's alpha over all
+    members ('members_alpha') and Cohen's kappa of each pair ('kappa: X vs Y'). Items are whatever
+    `labels` keys (a pair shown in one order); `cluster_of(item)` is what the bootstrap resamples (the
+    pair, so its two orders stay together). Points are the reference functions above."""
+    clusters = sorted({cluster_of(i) for per in labels.values() for i in per}, key=repr)
+    weights = np.random.default_rng(seed).integers(0, len(clusters), size=(rounds, len(clusters))) if clusters else None
+
+    def metric(name: str, point: float | None, per_cluster: np.ndarray, of) -> Metric:
+        low = high = None
+        if point is not None and rounds > 0 and weights is not None:
+            counts = np.stack([np.bincount(row, minlength=len(clusters)) for row in weights])
+            low, high = percentile_interval(of(np.einsum("rc,cij->rij", counts, per_cluster)), level)
+        return Metric(name, point, n=len(clusters), ci_low=low, ci_high=high, level=level)
+
+    units = agreement_units(labels)
+    out = [metric("members_alpha", krippendorff_alpha_nominal(units), _coincidences(labels, clusters, cluster_of),
+                  _alphas)]
+    for (x, y), kappa in pairwise_kappas(labels).items():
+        out.append(metric(f"kappa: {x} vs {y}", kappa, _confusions(labels[x], labels[y], clusters, cluster_of),
+                          _kappas))
+    return out

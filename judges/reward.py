@@ -25,6 +25,7 @@ from harness.errors import ConfigError
 from harness.models.base import Conversation, Message, stable_hash
 from judges.base import JudgeOutput, PairItem
 
+MEMO_ENTRIES = 100_000  # scores kept per judge (a float each)
 REWARD_VERSION = "reward-v1"  # conversation layout, verdict rule and raw format below
 
 
@@ -85,6 +86,7 @@ class _ScoringJudge:
             raise ConfigError(f"judge '{name}': tie_margin: {tie_margin} is negative: use 0 or more")
         self.name, self.backend, self.tie_margin = name, backend, float(tie_margin)
         self.dimensions = tuple(dimensions)
+        self._memo: dict[str, float] = {}
 
     @property
     def chunk_size(self) -> int:
@@ -96,12 +98,23 @@ class _ScoringJudge:
     def judge(self, items: list[PairItem]) -> list[dict[str, JudgeOutput]]:
         conversations = [answered_conversation(item.turns, answers, item.turn)
                          for item in items for answers in (item.answers_a, item.answers_b)]
-        scores = self.scores(conversations)
+        scores = self._scores_once(conversations)
         results = []
         for k in range(len(items)):
             output = score_output(scores[2 * k], scores[2 * k + 1], self.tie_margin, self.what, self.dimensions)
             results.append({d: output for d in self.dimensions})
         return results
+
+    def _scores_once(self, conversations: list[Conversation]) -> list[float]:
+        """Each distinct conversation scored once: a pair's second order shows the same two answers
+        swapped, so it costs nothing (scores depend on the answer alone; kept for this judge's life)."""
+        keys = [stable_hash([[m.role, m.content] for m in conv]) for conv in conversations]
+        new = {k: conv for k, conv in zip(keys, conversations) if k not in self._memo}
+        if len(self._memo) + len(new) > MEMO_ENTRIES:
+            self._memo.clear()
+            new = dict(zip(keys, conversations))
+        self._memo.update(zip(new, self.scores(list(new.values())) if new else []))
+        return [self._memo[k] for k in keys]
 
     def resampled(self, sample: int):
         """Scores are deterministic: every sample would be this one (only single graders resample)."""

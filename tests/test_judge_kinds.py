@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -17,7 +18,7 @@ from harness.judging import build_judge
 from harness.models.base import Completion, Message
 from judges.base import Judge, JudgeOutput, PairItem, SingleItem
 from judges.fastchat import FastChatJudge, FastChatTemplates, load_judge_prompts, parse
-from judges.panel import (PanelJudge, agreement_units, combine_votes, krippendorff_alpha_nominal, log_odds_weight,
+from judges.panel import (VERDICTS, PanelJudge, agreement_units, combine_votes, krippendorff_alpha_nominal, log_odds_weight,
                           pairwise_kappas)
 from judges.reward import stored_scores, verdict_by_margin
 from tests.conftest import config_error_line
@@ -272,7 +273,13 @@ def test_reward_judge_verdict_is_the_sign_of_the_score_difference_beyond_the_mar
     judge = build_judge(spec)
     pairs = [(x, y) for x in ANSWERS for y in ANSWERS if x != y]  # both orders of every pair
     items = [PairItem("q", "c", ("Capital of France?",), (x,), (y,), 1) for x, y in pairs]
+    scored, real = [], judge.backend.score_sequences
+    judge.backend.score_sequences = lambda convs: scored.extend(convs) or real(convs)
     outputs = judge.judge(items)
+    # every answer scored once, though each appears in 2 * (len(ANSWERS) - 1) shown pairs
+    assert sorted(conv[-1].content for conv in scored) == sorted(ANSWERS)
+    assert [o["overall"].raw for o in judge.judge(items[:2])] == [o["overall"].raw for o in outputs[:2]]
+    assert len(scored) == len(ANSWERS)  # asked again: from memory
     verdicts = {}
     for (x, y), out in zip(pairs, outputs):
         got = out["overall"]
@@ -500,3 +507,83 @@ def test_the_ray_executor_refuses_judges_it_cannot_place_yet():
             check_executor(suite, "s.yaml")
         check_executor(suite.model_copy(update={"executor": suite.executor.model_copy(update={"kind": "local"})}),
                        "s.yaml")
+
+
+# ---------------------------------------------------------------- a panel on labelled pairs, from its members' runs
+
+
+def test_member_agreement_intervals_are_the_reference_functions_on_every_resample():
+    """The bootstrap's fast path (per-pair count matrices, summed) gives exactly the reference alpha and
+    kappa on the full sample, and on a resample equals the reference on that resample's labels."""
+    import random
+
+    from judges.panel import _alphas, _coincidences, _confusions, _kappas, member_agreement
+
+    rng = random.Random(3)
+    labels = {m: {(p, o): rng.choice(VERDICTS) for p in range(30) for o in (1, 2) if rng.random() > 0.1}
+              for m in ("x", "y", "z")}
+    pairs = sorted({u[0] for per in labels.values() for u in per})
+    metrics = {m.name: m for m in member_agreement(labels, lambda u: u[0], 300, 0.95, 0)}
+    assert metrics["members_alpha"].value == krippendorff_alpha_nominal(agreement_units(labels))
+    assert float(_alphas(_coincidences(labels, pairs, lambda u: u[0]).sum(0))) == pytest.approx(
+        metrics["members_alpha"].value, abs=1e-12)
+    for (x, y), kappa in pairwise_kappas(labels).items():
+        assert metrics[f"kappa: {x} vs {y}"].value == kappa
+        assert float(_kappas(_confusions(labels[x], labels[y], pairs, lambda u: u[0]).sum(0))) == pytest.approx(
+            kappa, abs=1e-12)
+    # one resample, by hand: pairs 0, 0, 5 (a pair drawn twice counts twice)
+    drawn = [0, 0, 5]
+    copies = {m: {(k, u[1]): v for k, p in enumerate(drawn) for u, v in per.items() if u[0] == p}
+              for m, per in labels.items()}
+    counts = np.bincount(drawn, minlength=len(pairs))
+    fast = _alphas(np.einsum("c,cij->ij", counts, _coincidences(labels, pairs, lambda u: u[0])))
+    assert float(fast) == pytest.approx(krippendorff_alpha_nominal(agreement_units(copies)), abs=1e-12)
+    assert all(m.ci_low <= m.value <= m.ci_high and m.n == len(pairs) for m in metrics.values())
+
+
+def test_a_panel_on_labelled_pairs_is_its_members_stored_runs_combined(tmp_path):
+    from harness.judge_eval_live import evaluate_pairs
+    from harness.store import Store
+    from tests.test_judge_eval_metrics import SCRIPT, ScriptedJudge, two_way
+
+    class Contrary(ScriptedJudge):
+        """Always the other answer than the scripted judge (a tie stays a tie)."""
+
+        def fingerprint(self):
+            return "contrary-v1"
+
+        def judge(self, items):
+            mirror = {"A": "B", "B": "A", "tie": "tie"}
+            return [{"overall": JudgeOutput(raw="", verdicts={"overall": mirror[o["overall"].verdicts["overall"]]}
+                                            if o["overall"].verdicts else {})} for o in super().judge(items)]
+
+    store = Store(tmp_path / "panel.duckdb")
+    x, y, z = ScriptedJudge("x"), Contrary("y"), ScriptedJudge("z")
+    z.fingerprint = lambda: "scripted-z"
+    evaluate_pairs(x, two_way(), "scripted_2way", store, data_files=[], rounds=100)
+    assert x.calls == 8
+    panel = PanelJudge("p", [x, y, z])
+    part, outcomes = evaluate_pairs(panel, two_way(), "scripted_2way", store, data_files=[], rounds=100)
+    assert (x.calls, y.calls, z.calls) == (8, 8, 8)  # x's stored run is reused: no judge asked twice
+    # x and z agree, y contradicts them: the majority is x's verdict wherever x parsed
+    for o in outcomes:
+        for orientation, verdict in o.verdicts.items():
+            said = SCRIPT[(o.pair_id, orientation)]
+            assert verdict == (None if said is None else said if orientation == 1 else
+                               {"A": "B", "B": "A", "tie": "tie"}[said])
+    metrics = part.run.metrics
+    assert metrics["kappa: x vs z"].value == 1.0 and metrics["kappa: x vs y"].value < 0
+    assert metrics["members_alpha"].value == krippendorff_alpha_nominal(agreement_units(
+        {m: {(r["item_id"], r["item_order"]): r["verdict"] for r in run.rows.values() if r["verdict"]}
+         for m, run in (("x", evaluate_pairs(x, two_way(), "scripted_2way", store, data_files=[], rounds=100)[0]),
+                        ("y", evaluate_pairs(y, two_way(), "scripted_2way", store, data_files=[], rounds=100)[0]),
+                        ("z", evaluate_pairs(z, two_way(), "scripted_2way", store, data_files=[], rounds=100)[0]))}))
+    assert (part.run.n_calls, part.run.n_cached) == (16, 8)  # y's and z's calls; x's were stored
+    again, _ = evaluate_pairs(panel, two_way(), "scripted_2way", store, data_files=[], rounds=100)
+    assert (again.run.n_calls, x.calls, y.calls, z.calls) == (0, 8, 8, 8)
+    with store.read() as con:
+        judges = dict(con.execute("SELECT judge_name, count(*) FROM judge_eval_runs GROUP BY 1").fetchall())
+    assert judges == {"x": 1, "y": 1, "z": 1, "p": 1}  # each member's run is on the evaluator leaderboard too
+    from harness.judge_eval_board import format_value
+
+    assert (format_value("kappa: x vs y", -0.5), format_value("members_alpha", 0.25)) == ("-0.500", "0.250")
