@@ -86,6 +86,8 @@ class JudgeOutput:
     choice_logprobs: tuple[float, float, float] | None = None  # log P("1"), P("2"), P("Tie"): choice decoding
     error: str | None = None  # the backend failed to answer at all (after its own retries): not a verdict,
     # never stored as a judgment; the pipeline records it as a failure and the next run asks again
+    prompt_tokens: int | None = None  # what the call read and wrote, over every attempt, where the backend
+    completion_tokens: int | None = None  # says (None: unknown, e.g. a reward model's forward pass)
 
     @property
     def parsed(self) -> bool:

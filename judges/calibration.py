@@ -34,7 +34,8 @@ import numpy as np
 from judges.base import JudgeOutput, PairItem
 from judges.parse import CHOICES, choice_output, parse_pandalm
 from harness.errors import ConfigError
-from harness.models.base import ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend, stable_hash
+from harness.models.base import (ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend,
+                                 prompt_token_counts, stable_hash)
 
 SIDES = ("A", "B", "tie")
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
@@ -312,19 +313,21 @@ class EvidenceFirstJudge:
             asks = [self._ask(item, dimension) for item in items]
             evidence = self.backend.generate(asks, self.params)
             scorable = [i for i, c in enumerate(evidence) if c.ok]
-            scores = self.backend.score_choices(
-                [asks[i] + (Message("assistant", evidence[i].text), Message("user", VERDICT_QUESTION))
-                 for i in scorable], CHOICES) if scorable else []
-            by_item = dict(zip(scorable, scores))
+            picks = [asks[i] + (Message("assistant", evidence[i].text), Message("user", VERDICT_QUESTION))
+                     for i in scorable]
+            by_item = dict(zip(scorable, self.backend.score_choices(picks, CHOICES) if picks else []))
+            scored_tokens = dict(zip(scorable, prompt_token_counts(self.backend, picks)))
             for i, completion in enumerate(evidence):
                 if i not in by_item:
                     results[i][dimension] = JudgeOutput(raw="", error=completion.error)
                     continue
                 row = [float(v) for v in by_item[i]]
                 choice = choice_output(row)
+                read = scored_tokens[i]  # the evidence prompt, then the whole exchange again to pick
                 results[i][dimension] = JudgeOutput(
                     raw=f"{completion.text}\n{choice}", verdicts={dimension: parse_pandalm(choice)},
-                    choice_logprobs=tuple(row))
+                    choice_logprobs=tuple(row), completion_tokens=completion.completion_tokens,
+                    prompt_tokens=None if read is None else completion.prompt_tokens + read)
         return results
 
     def _ask(self, item: PairItem, dimension: str) -> Conversation:

@@ -12,7 +12,7 @@ from judges.parse import CHOICES, PARSER_VERSION, choice_output, parse_pairwise,
 from judges.prompts import PAIRWISE_SYSTEM, PROMPT_VERSION, SINGLE_SYSTEM, pairwise_prompt, pandalm_prompt, single_prompt
 from harness.errors import ConfigError
 from harness.models.base import (ChoiceScorer, Conversation, GenerationParams, Message, ModelBackend,
-                                 StreamingBackend, stable_hash)
+                                 StreamingBackend, prompt_token_counts, stable_hash)
 
 
 # The templates' source is hashed into every judgment key, so an edit without a version bump
@@ -83,13 +83,16 @@ class LLMJudge:
         if self.decode == "choice":
             return self._choose(items, dims)
         outputs: list[JudgeOutput | None] = [None] * len(items)
+        spent = [(0, 0)] * len(items)  # tokens of the attempts before: a retry costs them too
         todo = list(range(len(items)))
         for attempt in range(1, self.max_parse_retries + 2):
             completions = self.backend.generate([self._conversation(items[i], dims) for i in todo],
                                                 self._params_for(attempt))
             still = []
             for i, completion in zip(todo, completions):
+                spent[i] = (spent[i][0] + completion.prompt_tokens, spent[i][1] + completion.completion_tokens)
                 outputs[i] = self._output(completion, items[i], dims, attempt)
+                outputs[i].prompt_tokens, outputs[i].completion_tokens = spent[i]
                 if not outputs[i].parsed and outputs[i].error is None:
                     still.append(i)
             todo = still
@@ -111,9 +114,12 @@ class LLMJudge:
         groups = [self.dimensions] if self.dimension_mode == "joint" else [(d,) for d in self.dimensions]
         result: dict[str, JudgeOutput] = {}
         for dims in groups:
+            spent = (0, 0)
             for attempt in range(1, self.max_parse_retries + 2):
                 completion = await self.backend.acomplete(self._conversation(item, dims), self._params_for(attempt))
+                spent = (spent[0] + completion.prompt_tokens, spent[1] + completion.completion_tokens)
                 output = self._output(completion, item, dims, attempt)
+                output.prompt_tokens, output.completion_tokens = spent
                 if output.parsed or output.error is not None:
                     break
             result.update({d: output for d in dims})
@@ -134,10 +140,12 @@ class LLMJudge:
         return self._parse(completion.text, item, dims, attempt)  # cannot fix an endpoint that is down
 
     def _choose(self, items, dims: tuple[str, ...]) -> list[JudgeOutput]:
-        scores = self.backend.score_choices([self._conversation(item, dims) for item in items], CHOICES)
+        conversations = [self._conversation(item, dims) for item in items]
+        scores = self.backend.score_choices(conversations, CHOICES)
         outputs = [self._parse(choice_output(row), item, dims, attempt=1) for item, row in zip(items, scores)]
-        for output, row in zip(outputs, scores):
+        for output, row, tokens in zip(outputs, scores, prompt_token_counts(self.backend, conversations)):
             output.choice_logprobs = tuple(float(v) for v in row)  # stored as columns: merge: calibrated
+            output.prompt_tokens, output.completion_tokens = tokens, 0 if tokens is not None else None
         return outputs
 
     def _conversation(self, item, dims: tuple[str, ...]) -> Conversation:

@@ -127,6 +127,21 @@ class ChoiceScorer(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A backend that can say how many tokens a conversation's prompt is (the hf backend): judges
+    that score instead of generating report it as their calls' prompt tokens."""
+
+    def count_prompt_tokens(self, conversations: list[Conversation]) -> list[int]: ...
+
+
+def prompt_token_counts(backend, conversations: list[Conversation]) -> list[int | None]:
+    """Each conversation's prompt tokens on `backend`, or None each where it cannot count them."""
+    if isinstance(backend, TokenCounter):
+        return list(backend.count_prompt_tokens(conversations))
+    return [None] * len(conversations)
+
+
 # json.dumps builds an encoder per call; one shared encoder gives the same text, faster (planning
 # hashes every judge call of a run: 500,000 of them in a large one).
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)

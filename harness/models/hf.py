@@ -181,6 +181,13 @@ class HFBackend:
             )
         return completions
 
+    def count_prompt_tokens(self, conversations: list[Conversation]) -> list[int]:
+        """Tokens of each prompt as generate and score_choices feed it (chat template, BOS rule)."""
+        self._load()
+        prompts = self._encode_texts(conversations)
+        add_bos = self._adds_bos(prompts)
+        return [len(self._tokenizer(p, add_special_tokens=add_bos)["input_ids"]) for p in prompts]
+
     def score_choices(self, conversations: list[Conversation], choices: tuple[str, ...]) -> list[list[float]]:
         """Log-likelihood of each choice as the start of the assistant's reply, per conversation.
         Used by judges that pick a verdict by likelihood instead of parsing free text.
