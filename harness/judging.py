@@ -59,10 +59,11 @@ class _Call:
         q, turn, tag = self.question, self.turn, verdict_tag(salt, self.call_id)
         texts_a = tuple(t for _, t in self.chain_a)
         if self.chain_b is None:
-            self.item = SingleItem(q.question_id, q.category, q.turns, texts_a, turn, _reference(q, turn), nonce=tag)
+            self.item = SingleItem(q.question_id, q.category, q.turns, texts_a, turn, _reference(q, turn), nonce=tag,
+                                   references=tuple(q.references))
         else:
             self.item = PairItem(q.question_id, q.category, q.turns, texts_a, tuple(t for _, t in self.chain_b), turn,
-                                 _reference(q, turn), nonce=tag)
+                                 _reference(q, turn), nonce=tag, references=tuple(q.references))
         return self
 
 

@@ -47,7 +47,8 @@ class PairItem:
     """Two assistants' conversations on one question, judged at `turn` (1-based).
 
     `turns` are the user messages; `answers_a[i]` / `answers_b[i]` answer `turns[i]`. A multi-turn
-    judge sees turns 1..turn; `reference` is the reference answer for `turn`, if the question has one.
+    judge sees turns 1..turn; `reference` is the reference answer for `turn`, if the question has one;
+    `references` every turn's, where the question has them (FastChat's turn-2 math prompts show both).
     """
 
     question_id: str
@@ -58,6 +59,7 @@ class PairItem:
     turn: int
     reference: str | None = None
     nonce: str = ""  # per-call secret tag the verdict line must carry (see judges/parse.py: verdict_tag)
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SingleItem:
     turn: int
     reference: str | None = None
     nonce: str = ""
+    references: tuple[str, ...] = ()  # as PairItem's
 
 
 @dataclass

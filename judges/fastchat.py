@@ -31,7 +31,7 @@ from judges.base import JudgeOutput, PairItem, SingleItem
 from judges.jsonl import read_jsonl
 from judges.llm import LLMJudge
 
-FASTCHAT_VERSION = "fastchat-v1"  # rendering, variant choice and parsing below; bump on any change
+FASTCHAT_VERSION = "fastchat-v2"  # rendering, variant choice and parsing below; bump on any change
 TIE_DELTA = 0.1  # FastChat: two ratings closer than this are a tie ([[rating_a,rating_b]])
 FORMATS_OF = {"pairwise": ("[[A]]", "[[rating_a,rating_b]]"), "single": ("[[rating]]",)}  # what FastChat parses
 TYPES = tuple(FORMATS_OF)
@@ -166,12 +166,10 @@ def render(template: Template, item: PairItem | SingleItem) -> tuple[str, str] |
 
 
 def _references(item: PairItem | SingleItem) -> dict[str, str] | str:
-    """FastChat passes ref_answer_1 and ref_answer_2 (both turns' references). An item carries the
-    judged turn's reference; the turn-1 reference of a turn-2 item only where the item holds all
-    of them (`references`)."""
-    every = tuple(getattr(item, "references", ()) or ())
-    if every:
-        return {f"ref_answer_{i + 1}": r for i, r in enumerate(every[:2])}
+    """FastChat passes ref_answer_1 and ref_answer_2 (both turns' references): an item's
+    `references` where it has them, else the judged turn's `reference` alone."""
+    if item.references:
+        return {f"ref_answer_{i + 1}": r for i, r in enumerate(item.references[:2])}
     if not item.reference:
         return {}
     return {f"ref_answer_{item.turn}": item.reference}

@@ -89,6 +89,24 @@ def test_fastchat_items_it_has_no_prompt_for_are_unparsed_without_a_model_call()
     assert "needs ref_answer_1" in outputs[1]["overall"].raw
 
 
+def test_a_turn_two_math_item_with_both_references_renders_like_gen_judgment(tmp_path):
+    from harness.judging import _Call
+    from harness.sets import Question
+
+    judge = _fastchat("pair-v2", "[[A]]")
+    item = _pair(turn=2, reference="ref 2")
+    both = PairItem(*[getattr(item, f) for f in ("question_id", "category", "turns", "answers_a", "answers_b",
+                                                 "turn", "reference")], references=("ref 1", "ref 2"))
+    [out] = judge.judge([both])
+    assert out["overall"].verdicts == {"overall": "A"}
+    user = judge.backend.seen[0][-1].content
+    assert user.startswith("<|REF|>\nQ1? -> ref 1\n") and "ref 2" in user
+    # the pipeline's items carry every turn's reference of the question
+    q = Question("mt", "q", "math", ("Q1?", "Q2?"), references=("ref 1", "ref 2"))
+    call = _Call("c", q, 2, "x", "y", [("x1", "a1"), ("x2", "a2")], [("y1", "b1"), ("y2", "b2")])
+    assert call.with_item("salt").item.references == ("ref 1", "ref 2")
+
+
 def test_fastchat_verdict_parsing_follows_fastchat_order_and_retries_then_stays_unparsed():
     assert parse("[[A]]", "[[B]] then [[A]]") == ("A", None)  # FastChat tests [[A]] first
     assert parse("[[A]]", "a draw [[C]]") == ("tie", None)
