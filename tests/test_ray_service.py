@@ -5,7 +5,7 @@ and the real two-node cluster of tests/test_ray.py, calls to tests/stub_server.p
   them ($RAY_ADDRESS in the service's environment): every model's and the judge's actors on both
   nodes (Ray's GCS actor table), the job finished, the store what a local run stores.
 - A submitted suite may not name the cluster (executor.address): refused with one line, nothing queued.
-- A worker made with executor="ray" (harness worker's override) runs a plain suite's job there.
+- `harness serve --executor ray --ray-address ADDR` (its workers' override) runs a plain suite's job there.
 """
 
 from __future__ import annotations
@@ -81,22 +81,22 @@ def finished_on_every_node(job: dict, earlier: set, cluster) -> None:
         assert placed.get(what) == set(cluster.nodes.values()), f"{what}: {placed}"
 
 
-def test_a_worker_with_the_ray_executor_runs_a_plain_suite_on_the_cluster(cluster, stub, tmp_path):
-    from harness.service.worker import Worker
-
+def test_harness_serve_with_the_ray_executor_runs_a_plain_suite_on_the_cluster(cluster, stub, tmp_path):
+    """`harness serve --executor ray --ray-address ADDR`: its workers (`harness worker` with the same
+    flags) run a suite that names no executor on the cluster."""
     data = tmp_path / "data"
     write_questions(data, 3)
     db = tmp_path / "w.duckdb"
     token = token_for(db)
-    service = Service(db, tmp_path / "serve.log", "--workers", "0", "--data-root", str(data))
+    service = Service(db, tmp_path / "serve.log", "--workers", "1", "--data-root", str(data),
+                      "--executor", "ray", "--ray-address", cluster.address)
     earlier = set(ray._private.state.actors())
     try:
         with service.client(token) as client:
             r = client.post("/v1/jobs", json={"suite": suite_text(stub.base_url, name="plain"), "filename": "p.yaml",
                                               "stages": ["generate", "judge"]})
             assert r.status_code == 201, r.text
-            Worker(db, executor="ray", ray_address=cluster.address).serve_forever(once=True)
-            job = client.get(f"/v1/jobs/{r.json()['id']}").json()
+            job = wait_job(client, r.json()["id"], timeout=300)
     finally:
         service.stop()
     finished_on_every_node(job, earlier, cluster)

@@ -35,17 +35,25 @@ def serve(db: Path = DbOption,
                                         help="A job whose worker stops renewing for this long is re-queued."),
           max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest request body accepted."),
           poll_s: float = typer.Option(1.0, "--poll-s",
-                                       help="How often idle workers look for jobs submitted elsewhere.")) -> None:
+                                       help="How often idle workers look for jobs submitted elsewhere."),
+          executor: Optional[str] = typer.Option(None, "--executor",
+                                                 help="local or ray: where the workers' jobs run (overrides suites)."),
+          ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                    help="Ray cluster host:port for the workers' jobs (implies ray).")
+          ) -> None:
     """Run the evaluation service: HTTP API (docs at /docs) plus worker processes over one store."""
     from harness.service import require_service_extra
     from harness.service.security import Settings
     from harness.service.serve import serve as run_service
 
+    from harness.executors import check_kind
+
     require_service_extra()
+    check_kind(executor)
     _logging()
     settings = Settings(db=db, data_roots=data_root, public_reads=public_reads, max_body_bytes=max_body,
                         lease_s=lease_s)
-    run_service(settings, host, port, workers, poll_s)
+    run_service(settings, host, port, workers, poll_s, executor=executor, ray_address=ray_address)
 
 
 def worker(db: Path = DbOption,

@@ -34,16 +34,22 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class Supervisor:
     """Keeps `n` worker processes running; `wake()` nudges the idle ones after a submission."""
 
-    def __init__(self, settings: Settings, n: int, poll_s: float = 1.0):
+    def __init__(self, settings: Settings, n: int, poll_s: float = 1.0, executor: str | None = None,
+                 ray_address: str | None = None):
         self.settings, self.n, self.poll_s = settings, n, poll_s
+        self.executor, self.ray_address = executor, ray_address
         self.procs: list[subprocess.Popen] = []
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
-    def _spawn(self) -> subprocess.Popen:
+    def worker_command(self) -> list[str]:
         cmd = [sys.executable, "-m", "harness.cli", "worker", "--db", str(self.settings.db),
                "--lease-s", str(self.settings.lease_s), "--poll-s", str(self.poll_s), "--parent-pid", str(os.getpid())]
-        return subprocess.Popen(cmd, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+        cmd += ["--executor", self.executor] if self.executor else []
+        return cmd + (["--ray-address", self.ray_address] if self.ray_address else [])
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.worker_command(), preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.n)]
@@ -85,12 +91,13 @@ class Supervisor:
                     proc.kill()
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, poll_s: float = 1.0, log_level: str = "info") -> None:
+def serve(settings: Settings, host: str, port: int, workers: int, poll_s: float = 1.0, log_level: str = "info",
+          executor: str | None = None, ray_address: str | None = None) -> None:
     import uvicorn
 
     from harness.service.app import create_app
 
-    supervisor = Supervisor(settings, workers, poll_s)
+    supervisor = Supervisor(settings, workers, poll_s, executor, ray_address)
     app = create_app(settings, on_submit=supervisor.wake, workers_alive=supervisor.alive)  # migrates first
     supervisor.start()
     try:
