@@ -172,8 +172,13 @@ def test_submit_wait_then_leaderboard_equals_harness_ratings(tmp_path):
             shown = subprocess.run([*HARNESS, "job", job_id, "--server", service.url], cwd=REPO, capture_output=True,
                                    text=True, env=env, timeout=60)
             assert f"job {job_id}" in shown.stdout and "finished" in shown.stdout and "0 from cache" in shown.stdout
+            as_json = {cmd: json.loads(subprocess.run([*HARNESS, *cmd, "--server", service.url, "--json"], cwd=REPO,
+                                                      capture_output=True, text=True, env=env, timeout=60).stdout)
+                       for cmd in (("job", job_id), ("jobs",), ("jobs", "--state", "queued"))}
             with Client(service.url, token) as client:
                 job = client.job(job_id)
+                assert as_json[("job", job_id)] == job and as_json[("jobs",)] == client.jobs()
+                assert [j["id"] for j in as_json[("jobs",)]] == [job_id] and as_json[("jobs", "--state", "queued")] == []
                 events = list(client.events(job_id))
                 board = client.leaderboard("svc")
                 csv_text = client.leaderboard_csv("svc")
