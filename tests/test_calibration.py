@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -283,9 +284,9 @@ def test_harness_calibrate_prints_the_table_and_a_rerun_asks_nothing(tmp_path):
     from tests.conftest import REPO
     from tests.stub_server import StubServer
 
-    def cli(*args):
+    def cli(*args, columns=250):
         return subprocess.run([sys.executable, "-m", "harness.cli", "calibrate", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "COLUMNS": "250", "HF_HUB_OFFLINE": "1"})
+                              text=True, timeout=120, env={**os.environ, "COLUMNS": str(columns), "HF_HUB_OFFLINE": "1"})
 
     pairs = tmp_path / "pairs.jsonl"
     write_pairs([pair("x1", "A"), pair("x2", "B"), pair("x3", "A", "tie")], pairs)
@@ -304,8 +305,12 @@ judges:
         first = cli(*args)
         assert first.returncode == 0, first.stdout + first.stderr
         assert stub.served_calls("judge") == 3 * 2 * 2
-        again = cli(*args)
+        again = cli(*args, columns=80)
         assert stub.served_calls("judge") == 12 and "0 judge calls made, 12 read from the store" in again.stdout
+    # at 80 columns no line is wider and no cell is cut or wrapped: every agreement cell is printed whole
+    cells = re.findall(r"-?\d+\.\d%(?: \[[^\]]+\])? \(\d+/\d+\)", first.stdout)
+    assert len(cells) >= 6 and all(c in again.stdout for c in cells), again.stdout
+    assert max(map(len, again.stdout.splitlines())) <= 80
     for method in ("vanilla", "MEC+BPC", "HITLC (beta=0.34)", "random 0.34 to people (control)"):
         assert method in first.stdout
     assert "12 judge calls made, 0 read from the store" in first.stdout

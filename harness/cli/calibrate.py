@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
-from harness.cli.render import DbOption, _reliability, console, literal, say
+from harness.cli.render import DbOption, _reliability, console, print_table, say
 
 
 def calibrate(suite: str = typer.Option("quickstart", help="Suite whose pairwise judge is calibrated."),
@@ -56,15 +54,13 @@ def _delta(delta) -> str:
 
 
 def render(report) -> None:
-    table = Table(title=f"{report.judge_name} on {report.n_items} {report.benchmark} pairs, both orders, k={report.k}:"
-                        f" agreement with people ({report.level:.0%} bootstrap intervals)")
-    for col in ("method", "with ties", "change", "without ties", "change", "vs", "calls/item", "people"):
-        table.add_column(col, justify="left" if col in ("method", "vs") else "right")
-    for m in report.methods:
-        table.add_row(literal(m.method), _ci(m.with_ties), _delta(m.delta_with_ties), _ci(m.without_ties),
-                      _delta(m.delta_without_ties), literal(m.before or ""), str(m.judge_calls_per_item),
-                      str(m.human_labels))
-    console.print(table)
+    columns = [("method", "left"), ("with ties", "right"), ("change", "right"), ("without ties", "right"),
+               ("change", "right"), ("vs", "left"), ("calls/item", "right"), ("people", "right")]
+    rows = [[m.method, _ci(m.with_ties), _delta(m.delta_with_ties), _ci(m.without_ties), _delta(m.delta_without_ties),
+             m.before or "", m.judge_calls_per_item, m.human_labels] for m in report.methods]
+    # print_table splits the columns over several tables at 80 columns: no cell is cut ("(399/9…")
+    print_table(f"{report.judge_name} on {report.n_items} {report.benchmark} pairs, both orders, k={report.k}:"
+                f" agreement with people ({report.level:.0%} bootstrap intervals)", columns, rows)
     if report.reliability is not None:
         console.print(f"first sample: {_reliability(report.reliability)}")
         for note in report.reliability.explain():
