@@ -48,10 +48,34 @@ def apply(verbose_flag: bool = False) -> None:
 
 
 def third_party_stderr():
-    """A context in which what libraries write to sys.stderr (lm-eval's tqdm bars, which it opens
-    with an explicit `disable=False` that TQDM_DISABLE cannot override) is dropped, unless verbose.
-    The harness's own rich progress keeps the stream it was given, so it still draws."""
+    """A context in which what libraries write to stderr is dropped, unless verbose: lm-eval's tqdm
+    bars (opened with an explicit `disable=False` that TQDM_DISABLE cannot override) and what their
+    subprocesses print (lm-eval runs `git describe`, which prints "fatal: not a git repository"
+    outside a checkout). File descriptor 2 itself is pointed at /dev/null for the context, so the
+    harness's own rich bar, drawn on that descriptor, pauses and redraws after it."""
+    import contextlib
+
+    return contextlib.nullcontext() if verbose() else _stderr_to_devnull()
+
+
+def _stderr_to_devnull():
     import contextlib
     import io
+    import sys
 
-    return contextlib.nullcontext() if verbose() else contextlib.redirect_stderr(io.StringIO())
+    @contextlib.contextmanager
+    def redirected():
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            with contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+    return redirected()

@@ -271,6 +271,24 @@ def test_third_party_progress_bars_stay_quiet_unless_verbose(verbose):
     assert ("Map" in proc.stderr) == verbose, proc.stderr
 
 
+NOISY_CHILD = ("from harness import verbosity; import subprocess, sys;"
+               " subprocess.run(['sh', '-c', 'echo child-noise >&2']); print('python-noise', file=sys.stderr)\n"
+               "with verbosity.third_party_stderr(): subprocess.run(['sh', '-c', 'echo inside-child >&2']);"
+               " print('inside-python', file=sys.stderr)\n"
+               "print('after', file=sys.stderr)")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_what_a_library_and_its_subprocesses_print_to_stderr_is_dropped_unless_verbose(verbose):
+    # lm-eval runs `git describe`, which printed "fatal: not a git repository" through fd 2 outside a checkout
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_VERBOSE"}
+    proc = subprocess.run([sys.executable, "-c", NOISY_CHILD], capture_output=True, text=True, timeout=60,
+                          env={**env, **({"HARNESS_VERBOSE": "1"} if verbose else {})})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split() == ["child-noise", "python-noise"] + (["inside-child", "inside-python"] if verbose
+                                                                     else []) + ["after"]
+
+
 def test_verbose_is_a_global_option_that_sets_the_one_switch(monkeypatch):
     monkeypatch.setenv("HARNESS_VERBOSE", "0")  # off; restored after the test
     result = runner.invoke(app, ["--verbose", "sets", "--json"])
