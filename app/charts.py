@@ -70,7 +70,8 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str, fmt: str = ".2f", sche
     on a cell opens (the battles behind it)."""
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     base = alt.Chart(df).encode(
-        x=alt.X(f"{x}:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=160)),
+        # upright labels: at -40 degrees two neighbours overlapped on a 34 px cell and Vega hid every other one
+        x=alt.X(f"{x}:N", sort=order, title=None, axis=alt.Axis(labelAngle=-90, labelLimit=160, labelOverlap=False)),
         y=alt.Y(f"{y}:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)),
         tooltip=[c for c in df.columns if c != link])
     rect = base.mark_rect(cursor="pointer" if link else "default").encode(

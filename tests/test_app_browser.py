@@ -140,6 +140,14 @@ def chart_texts(page, index: int) -> list[str]:
     return [t.strip() for t in chart.locator("svg g.mark-text.role-mark text").all_text_contents()]
 
 
+def chart_axis_labels(page, index: int) -> list[str]:
+    """The labels chart `index` shows on its axes (Vega keeps the ones it hides, at opacity 0)."""
+    chart = page.locator("[data-testid='stVegaLiteChart']").nth(index)
+    return chart.locator("svg g.role-axis-label text").evaluate_all(
+        "els => els.filter(e => getComputedStyle(e).opacity !== '0' && e.getAttribute('opacity') !== '0')"
+        ".map(e => e.textContent.trim())")
+
+
 def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> None:
     from playwright.sync_api import expect
 
@@ -168,6 +176,14 @@ def annotate_in_browser(page, url: str, name: str, shot: str | None = None) -> N
     assert page.locator("[data-testid='stException']").count() == 0
 
 
+def js_fixed(value: float, places: int = 2) -> str:
+    """How Vega's d3-format ".2f" writes `value` (JavaScript's toFixed: an exact half rounds up, 0.125 ->
+    '0.13', where Python's format gives '0.12')."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
 def pairwise_numbers_are_the_views(page, db: Path, suite: str) -> None:
     """The Pairwise page draws the suite's matrix and per-category win rates as views computes them
     from harness.battles, for the judge and dimension its caption names."""
@@ -180,9 +196,12 @@ def pairwise_numbers_are_the_views(page, db: Path, suite: str) -> None:
     store = open_for_viewing(db, lock_wait_s=30)
     matrix = pairwise_matrix(store, suite, judge, dimension)
     assert matrix, f"no battles for {suite} / {judge} / {dimension}"
-    assert sorted(chart_texts(page, 0)) == sorted(f"{r['win_rate']:.2f}" for r in matrix)
+    assert sorted(chart_texts(page, 0)) == sorted(js_fixed(r["win_rate"]) for r in matrix)
     assert sorted(chart_texts(page, 1)) == sorted(str(r["battles"]) for r in matrix)
-    assert sorted(chart_texts(page, 2)) == sorted(f"{r['win_rate']:.2f}" for r in
+    # every model labels both axes of the matrix (at 8 models Vega hid every other slanted x label)
+    models = {r["model"] for r in matrix} | {r["opponent"] for r in matrix}
+    assert sorted(chart_axis_labels(page, 0)) == sorted(list(models) * 2)
+    assert sorted(chart_texts(page, 2)) == sorted(js_fixed(r["win_rate"]) for r in
                                                   category_breakdown(store, suite, judge, dimension))
 
 
@@ -426,6 +445,9 @@ def test_board_banner_viewer_and_deep_links_in_chromium(label, tmp_path):
             assert warned == set()
         assert_viewer_shows_every_dimension(page, url, db, "synthetic")
         assert_deep_links_open_their_pages(page, url, db, "synthetic")
+        if label == "8 models, drop":
+            open_page(page, url, "pairwise")
+            pairwise_numbers_are_the_views(page, db, "synthetic")
 
 
 def test_the_quickstart_board_banner_and_viewer_in_chromium(quickstart_db, tmp_path):
