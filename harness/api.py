@@ -376,7 +376,7 @@ def judge_leaderboard(db: Store | str | Path = DEFAULT_DB) -> list[dict]:
 
 def judge_card(judge: str, db: Store | str | Path = DEFAULT_DB) -> dict:
     """A judge's card: every stored judge-eval metric per benchmark and subset, its notes, and a
-    warning per benchmark where it is at chance (harness.judge_eval_board.card)."""
+    warning per benchmark where it is at or below chance (harness.judge_eval_board.card)."""
     from harness.judge_eval_board import card
     from harness.store.judge_eval import judge_eval_results
 

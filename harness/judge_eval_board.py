@@ -3,7 +3,7 @@
 Pure functions over the rows of harness.store.judge_eval.judge_eval_results (one per judge,
 benchmark, subset and metric, the latest run), so the app's Judges page, `harness.api` and the CLI
 show the same numbers: one row per judge x benchmark, like AlpacaEval's evaluator leaderboard, and
-per judge every metric per benchmark and subset, with a warning where the judge is at chance.
+per judge every metric per benchmark and subset, with a warning where the judge is at or below chance.
 """
 
 from __future__ import annotations
@@ -41,16 +41,23 @@ BOARD_METRICS = ("accuracy", "accuracy_3way", "agreement_with_ties", "pair_accur
 ALL = "all"
 
 
-def at_chance(metric: dict | None) -> bool:
-    """A 2-way accuracy whose interval contains 0.5: the judge is not distinguishable from a coin."""
+def chance(metric: dict | None) -> str | None:
+    """Where a 2-way accuracy stands against a coin: 'at' when its interval contains 0.5 (not
+    distinguishable from one), 'below' when the whole interval lies under 0.5 (the judge prefers the
+    losing answer more often than a coin would: worse than none), else None."""
     if not metric or metric.get("ci_low") is None or metric.get("ci_high") is None:
-        return False
-    return metric["ci_low"] <= 0.5 <= metric["ci_high"]
+        return None
+    if metric["ci_high"] < 0.5:
+        return "below"
+    return "at" if metric["ci_low"] <= 0.5 <= metric["ci_high"] else None
 
 
 def chance_warning(judge: str, benchmark: str, metric: dict) -> str:
-    return (f"{judge} is at chance on {benchmark}: accuracy on pairs with a winner {metric['value']:.1%}, "
-            f"{metric['level']:.0%} CI [{metric['ci_low']:.1%}, {metric['ci_high']:.1%}] contains 50%")
+    """The warning for a metric that `chance` places at or below chance."""
+    where = chance(metric)
+    tail = "contains 50%" if where == "at" else "lies below 50%: it prefers the losing answer more often than a coin"
+    return (f"{judge} is {where} chance on {benchmark}: accuracy on pairs with a winner {metric['value']:.1%}, "
+            f"{metric['level']:.0%} CI [{metric['ci_low']:.1%}, {metric['ci_high']:.1%}] {tail}")
 
 
 def _grouped(rows: Iterable[dict]) -> dict[tuple[str, str], dict[str, dict[str, dict]]]:
@@ -71,7 +78,7 @@ def leaderboard(rows: Iterable[dict]) -> list[dict]:
         entry = {"judge": judge, "benchmark": benchmark, "source": any_row["source"], "n_items": any_row["n_items"],
                  "n_calls": any_row["n_calls"], "three_way": any_row.get("three_way"),
                  "notes": list(any_row.get("notes") or []), "finished_at": any_row["finished_at"],
-                 "at_chance": at_chance(metrics.get("accuracy"))}
+                 "chance": chance(metrics.get("accuracy"))}
         entry |= {name: metrics.get(name) for name in BOARD_METRICS}
         board.append(entry)
 
@@ -99,7 +106,7 @@ def card(rows: Iterable[dict], judge: str) -> dict:
                            "n_cached": first["n_cached"], "source": first["source"], "subsets": subsets,
                            "finished_at": first["finished_at"]})
         for subset, metrics in subsets.items():
-            if at_chance(metrics.get("accuracy")):
+            if chance(metrics.get("accuracy")):
                 where = benchmark if subset == ALL else f"{benchmark} / {subset}"
                 warnings.append(chance_warning(judge, where, metrics["accuracy"]))
         notes += [n for n in (first.get("notes") or []) if n not in notes]

@@ -408,6 +408,21 @@ def test_the_judges_page_shows_the_evaluator_leaderboard_and_a_judges_card(tmp_p
     assert rows["P(prefer first)"].startswith("48.5% [")
 
 
+def test_chance_places_an_accuracy_at_below_or_above_a_coin():
+    from harness.judge_eval_board import chance, chance_warning
+
+    def acc(value, low, high):
+        return {"value": value, "ci_low": low, "ci_high": high, "level": 0.95}
+
+    assert [chance(acc(*m)) for m in ((0.5, 0.5, 0.5), (0.47, 0.43, 0.5), (0.465, 0.432, 0.498), (0.6, 0.53, 0.665))] \
+        == ["at", "at", "below", None]
+    assert chance(None) is None and chance({"value": 0.4, "ci_low": None, "ci_high": None}) is None
+    assert chance_warning("rm", "pandalm_testset", acc(0.465, 0.432, 0.498)) == (
+        "rm is below chance on pandalm_testset: accuracy on pairs with a winner 46.5%, 95% CI [43.2%, 49.8%] lies "
+        "below 50%: it prefers the losing answer more often than a coin")
+    assert chance_warning("j", "b", acc(0.5, 0.45, 0.55)).endswith("95% CI [45.0%, 55.0%] contains 50%")
+
+
 def test_a_judges_card_shows_its_notes_and_where_it_is_at_chance(tmp_path, monkeypatch):
     pytest.importorskip("streamlit")
     from tests.test_judge_eval_metrics import ScriptedJudge, two_way
@@ -419,7 +434,10 @@ def test_a_judges_card_shows_its_notes_and_where_it_is_at_chance(tmp_path, monke
                    data_hash="t")
     card = api.judge_card("scripted", path)
     assert card["notes"] == ["scripted for tests: not a real judge"]
-    assert card["warnings"] == [w for w in card["warnings"] if "at chance on scripted_2way" in w] and card["warnings"]
+    assert card["warnings"] == [w for w in card["warnings"] if " chance on scripted_2way" in w] and card["warnings"]
+    # subset y: the scripted judge is always wrong there, which is below chance, not at it
+    assert any(w.startswith("scripted is below chance on scripted_2way / y: accuracy on pairs with a winner 0.0%")
+               for w in card["warnings"]), card["warnings"]
     monkeypatch.setenv("HARNESS_APP_DB", str(path))
     at = _page_with(monkeypatch, {"judge": "scripted"})
     assert [w.value for w in at.warning if "not a real judge" in w.value] == card["notes"]

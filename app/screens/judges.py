@@ -62,7 +62,7 @@ def _judge_eval_section() -> None:
     # a plain table: a few rows, every cell readable as text (also by a browser test)
     st.table(pd.DataFrame([_board_row(e) for e in board]).set_index("judge"))
     for entry in board:
-        if entry["at_chance"]:
+        if entry["chance"]:
             st.warning(chance_warning(entry["judge"], entry["benchmark"], entry["accuracy"]))
     chart = pd.DataFrame([{"judge": e["judge"], "panel": f"{e['benchmark']} · accuracy",
                            "value": e["accuracy"]["value"], "ci_low": e["accuracy"]["ci_low"],
@@ -84,7 +84,7 @@ def _cell(name: str, row: dict | None) -> str:
 def _board_row(entry: dict) -> dict:
     row = {"judge": entry["judge"], "benchmark": entry["benchmark"], "pairs": entry["n_items"]}
     row |= {title: _cell(name, entry[name]) for name, title in BOARD_COLUMNS.items()}
-    row["at chance"] = "yes" if entry["at_chance"] else ""
+    row["chance"] = {"at": "at chance", "below": "below chance"}.get(entry["chance"], "")
     return row
 
 

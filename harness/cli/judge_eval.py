@@ -94,8 +94,8 @@ def _cell(metrics: dict, name: str) -> str:
 
 def render_benchmark(report) -> None:
     """A live run: its facts, every metric of the whole benchmark, a compact table per subset, and a
-    plain warning where the judge is at chance."""
-    from harness.judge_eval_board import at_chance, chance_warning
+    plain warning where the judge is at or below chance."""
+    from harness.judge_eval_board import chance, chance_warning
 
     run = report.run
     say(f"{run.judge_name} on {report.benchmark}: {run.n_items} pairs, both orders ({run.n_parsed} parsed in "
@@ -119,7 +119,7 @@ def render_benchmark(report) -> None:
         acc = metrics.get("accuracy")
         row = None if acc is None else {"value": acc.value, "ci_low": acc.ci_low, "ci_high": acc.ci_high,
                                         "level": acc.level}
-        if at_chance(row):
+        if chance(row):
             where = report.benchmark if subset == "all" else f"{report.benchmark} / {subset}"
             say(f"warning: {chance_warning(run.judge_name, where, row)}")
     for note in run.notes:
