@@ -43,8 +43,8 @@ ALL = "all"
 
 def chance(metric: dict | None) -> str | None:
     """Where a 2-way accuracy stands against a coin: 'at' when its interval contains 0.5 (not
-    distinguishable from one), 'below' when the whole interval lies under 0.5 (the judge prefers the
-    losing answer more often than a coin would: worse than none), else None."""
+    distinguishable from one), 'below' when the whole interval lies under 0.5 (worse than a coin: it
+    picks the losing answer, or ties where a coin would pick, too often), else None."""
     if not metric or metric.get("ci_low") is None or metric.get("ci_high") is None:
         return None
     if metric["ci_high"] < 0.5:
@@ -55,7 +55,7 @@ def chance(metric: dict | None) -> str | None:
 def chance_warning(judge: str, benchmark: str, metric: dict) -> str:
     """The warning for a metric that `chance` places at or below chance."""
     where = chance(metric)
-    tail = "contains 50%" if where == "at" else "lies below 50%: it prefers the losing answer more often than a coin"
+    tail = "contains 50%" if where == "at" else "lies below 50%: worse than a coin (a tie counts as a miss)"
     return (f"{judge} is {where} chance on {benchmark}: accuracy on pairs with a winner {metric['value']:.1%}, "
             f"{metric['level']:.0%} CI [{metric['ci_low']:.1%}, {metric['ci_high']:.1%}] {tail}")
 

@@ -419,7 +419,7 @@ def test_chance_places_an_accuracy_at_below_or_above_a_coin():
     assert chance(None) is None and chance({"value": 0.4, "ci_low": None, "ci_high": None}) is None
     assert chance_warning("rm", "pandalm_testset", acc(0.465, 0.432, 0.498)) == (
         "rm is below chance on pandalm_testset: accuracy on pairs with a winner 46.5%, 95% CI [43.2%, 49.8%] lies "
-        "below 50%: it prefers the losing answer more often than a coin")
+        "below 50%: worse than a coin (a tie counts as a miss)")
     assert chance_warning("j", "b", acc(0.5, 0.45, 0.55)).endswith("95% CI [45.0%, 55.0%] contains 50%")
 
 
