@@ -5,8 +5,11 @@ harness draws its own progress (rich) and prints its own results."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import sys
 import warnings
 
 ENV = "HARNESS_VERBOSE"
@@ -53,29 +56,21 @@ def third_party_stderr():
     subprocesses print (lm-eval runs `git describe`, which prints "fatal: not a git repository"
     outside a checkout). File descriptor 2 itself is pointed at /dev/null for the context, so the
     harness's own rich bar, drawn on that descriptor, pauses and redraws after it."""
-    import contextlib
-
     return contextlib.nullcontext() if verbose() else _stderr_to_devnull()
 
 
+@contextlib.contextmanager
 def _stderr_to_devnull():
-    import contextlib
-    import io
-    import sys
-
-    @contextlib.contextmanager
-    def redirected():
+    # sys.stderr too: under a capture (pytest) it is not descriptor 2
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
         sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            with contextlib.redirect_stderr(io.StringIO()):
-                yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-
-    return redirected()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
